@@ -139,9 +139,7 @@ class Regimen:
     def scaled(self, factor: float) -> Regimen:
         """The same regimen with every amount multiplied by ``factor`` (>= 0); durations unchanged."""
         factor = _non_negative(factor, "scale factor")
-        return Regimen(
-            (Dose(d.amount * factor, d.time, d.cmt, d.duration) for d in self._doses), self._unit
-        )
+        return Regimen((Dose(d.amount * factor, d.time, d.cmt, d.duration) for d in self._doses), self._unit)
 
     def shifted(self, dt: float) -> Regimen:
         """The same regimen ``dt`` hours later (``dt`` may be negative if no dose moves before 0)."""
@@ -401,7 +399,9 @@ class _RegimenParser:
         token = self.number(keyword, "a number of doses (e.g. x3)")
         value = float(token.text)
         if value != int(value) or value < 1:
-            raise self.error(token.position, f"the number of doses must be a whole number >= 1, not {token.text}")
+            raise self.error(
+                token.position, f"the number of doses must be a whole number >= 1, not {token.text}"
+            )
         return int(value)
 
     def state(self, keyword: _Token) -> str:
@@ -409,5 +409,7 @@ class _RegimenParser:
         if token.kind == "number" and re.fullmatch(r"\d+", token.text) and int(token.text) >= 1:
             return self.advance().text
         if token.kind != "word" or token.text.lower() in _CLAUSES or not token.text.isidentifier():
-            raise self.error(keyword.position + len(keyword.text), "'into' needs a state name (e.g. into depot)")
+            raise self.error(
+                keyword.position + len(keyword.text), "'into' needs a state name (e.g. into depot)"
+            )
         return self.advance().text
