@@ -1,0 +1,164 @@
+"""Code generation: sympy expressions of a parsed model → batched numpy functions.
+
+Every generated function takes arrays with the batch on the last axis of a state block or on axis 0
+of a parameter vector, and broadcasts constants, so one call evaluates a whole batch of parameter
+sets.  Common subexpressions are shared through ``sympy.lambdify(..., cse=True)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from koopnb.model.spec import TIME, ModelSpec, symbol
+
+
+def substitute_derived(spec: ModelSpec) -> dict[str, sp.Expr]:
+    """Every derived quantity written only in parameters, constants, covariates, states and ``t``.
+
+    The parser has rejected circular definitions, so repeated substitution reaches a fixed point
+    after at most ``len(spec.derived)`` rounds.
+    """
+    constants = {symbol(name): sp.Float(value) for name, value in spec.constants.items()}
+    derived_symbols = {symbol(name): expr for name, expr in spec.derived.items()}
+    resolved = {name: expr.xreplace(constants) for name, expr in spec.derived.items()}
+    for _ in range(len(resolved) + 1):
+        changed = False
+        for name, expr in resolved.items():
+            if expr.free_symbols & derived_symbols.keys():
+                resolved[name] = expr.xreplace({s: resolved[s.name] for s in expr.free_symbols
+                                                if s in derived_symbols})
+                changed = True
+        if not changed:
+            break
+    return resolved
+
+
+def expand(spec: ModelSpec, expr: sp.Expr, resolved: dict[str, sp.Expr]) -> sp.Expr:
+    """``expr`` with derived quantities and constants replaced by their definitions."""
+    constants = {symbol(name): sp.Float(value) for name, value in spec.constants.items()}
+    derived = {symbol(name): value for name, value in resolved.items()}
+    return sp.sympify(expr).xreplace(derived).xreplace(constants)
+
+
+def _is_affine(expr: sp.Expr, states: Sequence[sp.Symbol]) -> bool:
+    """True when ``expr`` is c0 + Σ c_i x_i with coefficients free of the states."""
+    if not expr.free_symbols & set(states):
+        return True
+    if not expr.is_polynomial(*states):
+        return False
+    return sp.Poly(expr, *states).total_degree() <= 1
+
+
+def _broadcasting(function: Callable, count: int) -> Callable:
+    """Wrap a lambdified list-returning function so every entry is a float array of the batch shape."""
+
+    def evaluate(*args):
+        values = function(*args)
+        shape = np.broadcast_shapes(*(np.shape(a) for a in args)) if args else ()
+        return [np.broadcast_to(np.asarray(v, dtype=float), shape) for v in values]
+
+    evaluate.count = count
+    return evaluate
+
+
+def _lambdify(arguments: Sequence[sp.Symbol], expressions: Sequence[sp.Expr]) -> Callable:
+    function = sp.lambdify(list(arguments), list(expressions), modules="numpy", cse=True)
+    return _broadcasting(function, len(expressions))
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """The numerical form of a model.
+
+    ``args`` is the order of the argument vector every function takes after ``t`` and the states:
+    the individual parameters, then the covariates.  States are passed one array per state.
+    """
+
+    states: tuple[str, ...]
+    args: tuple[str, ...]
+    outputs: tuple[str, ...]
+    is_linear: bool
+    rhs: Callable            # rhs(t, *states, *args) -> list of n arrays
+    jacobian: Callable       # jacobian(t, *states, *args) -> list of n*n arrays, row-major
+    output_values: Callable  # output_values(t, *states, *args) -> list of arrays, one per output
+    output_rates: Callable   # d(output)/dt along the solution without dose inputs, same signature
+    initial: Callable        # initial(*args) -> list of n arrays
+    bioavailability: Callable  # bioavailability(*args) -> [array]
+    lag: Callable            # lag(*args) -> [array]
+    matrix: Callable | None  # linear models: matrix(*args) -> list of n*n arrays (row-major) of A
+    output_affine: tuple[bool, ...]  # per output: c0 + C x with C, c0 free of states and t
+    output_offset: Callable  # output_offset(*args) -> list of c0 per output (affine outputs only)
+    output_gradient: Callable  # d(output)/d(state): (t, *states, *args) -> n arrays per output, flattened
+    blocks: tuple[tuple[int, ...], ...]  # linear: strongly connected blocks of A
+    expressions: dict[str, sp.Expr]  # the fully substituted rhs ("d/dt(x)") and outputs, for display
+
+
+def compile_model(spec: ModelSpec) -> CompiledModel:
+    """Generate the batched numerical functions of a parsed model."""
+    resolved = substitute_derived(spec)
+    state_symbols = [symbol(s) for s in spec.states]
+    args = tuple(p.name for p in spec.parameters) + tuple(c.name for c in spec.covariates)
+    arg_symbols = [symbol(a) for a in args]
+    everything = [TIME, *state_symbols, *arg_symbols]
+
+    rhs = [expand(spec, spec.rhs[s], resolved) for s in spec.states]
+    outputs = [resolved[name] for name in spec.outputs]
+    jac = [sp.diff(f, x) for f in rhs for x in state_symbols]
+    rates = [sum((sp.diff(g, x) * f for x, f in zip(state_symbols, rhs, strict=True)), sp.diff(g, TIME))
+             for g in outputs]
+    initial = [expand(spec, spec.initial.get(s, sp.Integer(0)), resolved) for s in spec.states]
+    dose = spec.dose
+    bioavailability = expand(spec, dose.bioavailability if dose else sp.Integer(1), resolved)
+    lag = expand(spec, dose.lag if dose else sp.Integer(0), resolved)
+
+    is_linear = all(TIME not in f.free_symbols and _is_affine(f, state_symbols)
+                    and f.xreplace(dict.fromkeys(state_symbols, 0)) == 0 for f in rhs)
+    affine = tuple(TIME not in g.free_symbols and _is_affine(g, state_symbols) for g in outputs)
+    zero_states = dict.fromkeys(state_symbols, 0)
+    offsets = [g.xreplace(zero_states) if ok else sp.Integer(0) for g, ok in zip(outputs, affine, strict=True)]
+    gradients = [sp.diff(g, x) for g in outputs for x in state_symbols]
+
+    matrix = None
+    blocks: tuple[tuple[int, ...], ...] = ()
+    if is_linear:
+        matrix = _lambdify(arg_symbols, jac)
+        blocks = _triangular_blocks(jac, len(state_symbols))
+
+    return CompiledModel(
+        states=tuple(spec.states),
+        args=args,
+        outputs=tuple(spec.outputs),
+        is_linear=is_linear,
+        rhs=_lambdify(everything, rhs),
+        jacobian=_lambdify(everything, jac),
+        output_values=_lambdify(everything, outputs),
+        output_rates=_lambdify(everything, rates),
+        initial=_lambdify(arg_symbols, initial),
+        bioavailability=_lambdify(arg_symbols, [bioavailability]),
+        lag=_lambdify(arg_symbols, [lag]),
+        matrix=matrix,
+        output_affine=affine,
+        output_offset=_lambdify(arg_symbols, offsets),
+        output_gradient=_lambdify(everything, gradients),
+        blocks=blocks,
+        expressions={**{f"d/dt({s})": f for s, f in zip(spec.states, rhs, strict=True)},
+                     **dict(zip(spec.outputs, outputs, strict=True))},
+    )
+
+
+def _triangular_blocks(jac: Sequence[sp.Expr], n: int) -> tuple[tuple[int, ...], ...]:
+    """Strongly connected components of the state graph (the diagonal blocks of A up to permutation).
+
+    The eigenvalues of a block-triangular matrix are those of its diagonal blocks, which lets the
+    linear solver find them in closed form for blocks of one or two states (depot, central with one
+    peripheral...) instead of calling LAPACK once per parameter set.
+    """
+    pattern = csr_matrix(np.array([[jac[i * n + j] != 0 for j in range(n)] for i in range(n)], dtype=int))
+    count, labels = connected_components(pattern, directed=True, connection="strong")
+    return tuple(tuple(int(i) for i in np.flatnonzero(labels == c)) for c in range(count))

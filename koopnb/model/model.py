@@ -1,0 +1,190 @@
+"""Model: a parsed %%pkmodel with its numerical code, ready to simulate batches of parameter sets."""
+
+from __future__ import annotations
+
+import difflib
+import html
+from collections.abc import Mapping
+
+import numpy as np
+import sympy as sp
+
+from koopnb.errors import KoopnbError, SimulationError
+from koopnb.model.codegen import compile_model
+from koopnb.model.spec import ModelSpec, symbol
+
+ParamValues = Mapping[str, float | np.ndarray]
+
+
+class Model:
+    """A compartment model: states, individual parameters, covariates, outputs and residual errors.
+
+    Build one with :func:`koopnb.parse_model`.  Attributes follow the model text: ``parameters`` are
+    the individual parameter names in order of appearance (those with IIV and those without; ``fixed``
+    constants are not parameters), ``typical`` their typical values, ``omega`` the IIV covariance of
+    the log-parameters (diagonal, zeros where a parameter has no IIV), ``covariates`` maps each
+    covariate to its reference value, ``observables`` lists the outputs.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.states: tuple[str, ...] = spec.states
+        self.parameters: tuple[str, ...] = tuple(p.name for p in spec.parameters)
+        self.covariates: dict[str, float] = {c.name: c.reference for c in spec.covariates}
+        self.observables: tuple[str, ...] = spec.outputs
+        self.typical: dict[str, float] = {p.name: p.typical for p in spec.parameters}
+        self.omega: np.ndarray = np.diag([p.omega**2 for p in spec.parameters]).reshape(
+            len(spec.parameters), len(spec.parameters))
+        self.units: dict[str, str] = dict(spec.units)
+        self.error_models = dict(spec.errors)
+        self.dose_state: str | None = spec.dose.state if spec.dose else None
+        self.compiled = compile_model(spec)
+        self.is_linear: bool = self.compiled.is_linear
+
+    # -- what the model says -------------------------------------------------------------------
+    @property
+    def default_output(self) -> str:
+        """The first output with a residual error model, else the first output."""
+        for name in self.observables:
+            if name in self.error_models:
+                return name
+        if self.observables:
+            return self.observables[0]
+        raise KoopnbError("the model has no output; define one, e.g. conc = central / V")
+
+    def prior(self, covariates: Mapping[str, float] | None = None):
+        """The population distribution of one individual's parameters: log-normal around the typical values.
+
+        Parameters without IIV are left out (they keep their typical values wherever a distribution
+        is used).  Covariate effects live in derived quantities of the model text, so the prior of the
+        individual parameters is the same for every patient; ``covariates`` is checked for unknown names.
+        """
+        from koopnb.distributions import MvLogNormal
+
+        if covariates:
+            self._covariate_values(covariates, 1)
+        random = [i for i, p in enumerate(self.spec.parameters) if p.omega > 0]
+        if not random:
+            raise KoopnbError("the model has no parameter with IIV ('~ omega'), so it has no population distribution")
+        median = {self.parameters[i]: self.typical[self.parameters[i]] for i in random}
+        return MvLogNormal(median, self.omega[np.ix_(random, random)])
+
+    def equations(self) -> list[sp.Eq]:
+        """The model as sympy equations: derived quantities, state equations, initial conditions."""
+        spec = self.spec
+        t = sp.Symbol("t", real=True)
+        equations = [sp.Eq(symbol(name), expr) for name, expr in spec.derived.items()]
+        equations += [sp.Eq(sp.Derivative(sp.Function(s)(t), t), spec.rhs[s]) for s in spec.states]
+        equations += [sp.Eq(sp.Function(s)(0), spec.initial[s]) for s in spec.states if spec.initial.get(s, 0) != 0]
+        return equations
+
+    # -- numbers -------------------------------------------------------------------------------
+    def arguments(self, params: ParamValues | None, covariates: Mapping | None = None) -> list[np.ndarray]:
+        """The argument vector of the compiled functions: one (batch,) array per parameter, then covariate."""
+        params = dict(params or {})
+        unknown = [name for name in params if name not in self.typical]
+        if unknown:
+            raise KoopnbError(_unknown(unknown[0], "parameter", self.parameters, self.covariates))
+        arrays = {name: np.atleast_1d(np.asarray(value, dtype=float)) for name, value in params.items()}
+        for name, value in arrays.items():
+            if value.ndim != 1:
+                raise KoopnbError(f"parameter {name!r} must be a number or a 1-D array, not shape {value.shape}")
+            if not np.all(np.isfinite(value)):
+                raise KoopnbError(f"parameter {name!r} has a value that is not finite")
+        sizes = {len(v) for v in arrays.values() if len(v) != 1}
+        batch = self._batch_size(sizes, covariates)
+        values = [np.broadcast_to(arrays.get(name, np.array([self.typical[name]])), (batch,)).astype(float)
+                  for name in self.parameters]
+        return values + self._covariate_values(covariates or {}, batch)
+
+    def _batch_size(self, sizes: set[int], covariates: Mapping | None) -> int:
+        for value in (covariates or {}).values():
+            value = np.atleast_1d(np.asarray(value, dtype=float))
+            if len(value) != 1:
+                sizes.add(len(value))
+        if len(sizes) > 1:
+            raise KoopnbError(f"parameter arrays have different lengths {sorted(sizes)}; give one value or "
+                              "arrays of one common length")
+        return sizes.pop() if sizes else 1
+
+    def _covariate_values(self, covariates: Mapping, batch: int) -> list[np.ndarray]:
+        unknown = [name for name in covariates if name not in self.covariates]
+        if unknown:
+            raise KoopnbError(_unknown(unknown[0], "covariate", tuple(self.covariates), self.typical))
+        values = []
+        for name, reference in self.covariates.items():
+            value = np.atleast_1d(np.asarray(covariates.get(name, reference), dtype=float))
+            if not np.all(np.isfinite(value)):
+                raise KoopnbError(f"covariate {name!r} has a value that is not finite")
+            values.append(np.broadcast_to(value, (batch,)).astype(float))
+        return values
+
+    def solve(self, params: ParamValues | None, regimen, covariates: Mapping | None = None, *,
+              horizon: float, integrals: tuple[str, ...] = (), **options):
+        """Solve for a batch of parameter sets; returns a :class:`koopnb.simulate.Trajectory`.
+
+        ``horizon`` (h) is the last time that will be asked for; ``integrals`` the outputs whose
+        integrals (AUC) are needed.  ``options``: ``solver`` ("auto", "linear", "ode"), ``rtol``,
+        ``atol`` and ``method`` (a solve_ivp method) for the ODE solver.
+        """
+        from koopnb.simulate import solve
+
+        for name in integrals:
+            if name not in self.observables and name not in self.states:
+                raise KoopnbError(_unknown(name, "output", self.observables + self.states, {}))
+        args = self.arguments(params, covariates)
+        return solve(self.compiled, self.dose_state, args, regimen, horizon=horizon,
+                     integrals=tuple(n for n in integrals if n in self.observables), **options)
+
+    def simulate(self, params: ParamValues | None, regimen, times, covariates: Mapping | None = None,
+                 **options) -> dict[str, np.ndarray]:
+        """Every output and state at ``times`` (h): name -> array (batch, len(times)).
+
+        ``params`` maps parameter names to floats or 1-D arrays (one entry per parameter set); parameters
+        not given take their typical values.  Linear models are solved exactly, others by a batched ODE
+        solve (``options`` as for :meth:`solve`).
+        """
+        times = np.asarray(times, dtype=float)
+        if times.ndim != 1 or times.size == 0:
+            raise SimulationError("times must be a non-empty 1-D array of hours")
+        if not np.all(np.isfinite(times)) or times.min() < 0:
+            raise SimulationError("times must be finite and not negative (hours after the start)")
+        trajectory = self.solve(params, regimen, covariates, horizon=float(times.max()), **options)
+        return trajectory.outputs(times)
+
+    # -- display -------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        kind = "linear" if self.is_linear else "nonlinear"
+        return (f"<Model {self.name or ''} ({kind}): states {', '.join(self.states)}; "
+                f"parameters {', '.join(self.parameters)}; outputs {', '.join(self.observables)}>")
+
+    def _repr_latex_(self) -> str:
+        lines = [sp.latex(eq) for eq in self.equations()]
+        return "$\\begin{aligned}" + " \\\\ ".join(line.replace("=", "&=", 1) for line in lines) + "\\end{aligned}$"
+
+    def parameter_rows(self) -> list[dict]:
+        """One row per parameter: name, typical value, unit, omega, CV% (for tables)."""
+        return [{"parameter": p.name, "typical": p.typical, "unit": p.unit or "", "omega": p.omega,
+                 "CV%": 100 * float(np.sqrt(np.expm1(p.omega**2))) if p.omega else 0.0}
+                for p in self.spec.parameters]
+
+    def _repr_html_(self) -> str:
+        head = "<tr><th>parameter</th><th>typical</th><th>unit</th><th>ω</th><th>CV%</th></tr>"
+        rows = "".join(
+            f"<tr><td>{html.escape(r['parameter'])}</td><td>{r['typical']:.6g}</td><td>{html.escape(r['unit'])}</td>"
+            f"<td>{r['omega']:.4g}</td><td>{r['CV%']:.3g}</td></tr>" for r in self.parameter_rows())
+        kind = "linear (exact solution)" if self.is_linear else "nonlinear (batched ODE solve)"
+        title = html.escape(self.name or "model")
+        return (f"<div class='koopnb-model'><b>{title}</b>: {kind}; states {html.escape(', '.join(self.states))}; "
+                f"outputs {html.escape(', '.join(self.observables))}<br>{self._repr_latex_()}"
+                f"<table>{head}{rows}</table></div>")
+
+
+def _unknown(name: str, kind: str, known, other) -> str:
+    """One sentence for an unknown name, with the closest known name when there is one."""
+    guess = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+    if name in other:
+        return f"{name!r} is not a {kind} of the model{hint}"
+    return f"{name!r} is not a {kind} of the model{hint}; the {kind}s are {', '.join(known) or 'none'}"

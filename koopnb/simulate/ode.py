@@ -1,0 +1,118 @@
+"""Batched numerical solution of nonlinear models: every parameter set in one stacked ODE system.
+
+The states of all parameter sets are stacked state-major (state i of set b at ``i*batch + b``) and
+solved by one ``scipy.integrate.solve_ivp`` call per interval between dose events, so the right-hand
+side is a handful of numpy operations on arrays of length ``batch`` instead of a Python call per set.
+The sets do not interact, so the Jacobian is block diagonal; implicit methods get that sparsity
+pattern and estimate it with a few grouped evaluations.
+
+solve_ivp controls the root-mean-square of the scaled error over all components; for a stack of N
+components that bounds each component's error only by √N times the tolerance, so the tolerances
+handed to it are divided by √N to keep the requested accuracy for every parameter set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.integrate import solve_ivp
+from scipy.sparse import kron, identity
+
+from koopnb.errors import SimulationError
+from koopnb.model.codegen import CompiledModel
+from koopnb.simulate.events import DoseEvents
+
+IMPLICIT = ("BDF", "Radau")
+
+
+class OdeSolution:
+    """States, and running integrals of chosen outputs, of a nonlinear model on [0, horizon] hours.
+
+    Times must be shared by the batch, shape (n_times,), within [0, horizon].
+    """
+
+    exact = False
+
+    def __init__(self, compiled: CompiledModel, args: list[np.ndarray], initial: np.ndarray,
+                 events: DoseEvents, horizon: float, integrate: tuple[int, ...] = (),
+                 rtol: float = 1e-8, atol: float = 1e-10, method: str = "DOP853"):
+        self.compiled = compiled
+        self.args = args
+        self.events = events
+        self.batch, self.n = initial.shape
+        self.integrate = tuple(integrate)
+        # A bolus exactly at the horizon must still be seen there (right-continuous states).
+        at_end = np.any((events.duration == 0) & (events.start >= horizon) & (events.start <= horizon))
+        self.horizon = float(horizon) * (1 + 1e-12) + 1e-12 if at_end else float(horizon)
+        size = (self.n + len(self.integrate)) * self.batch
+        self._rtol = rtol / np.sqrt(size)
+        self._atol = atol / np.sqrt(size)
+        self.method = method
+        self.segments: list[tuple[float, float, object]] = []
+        self._solve(initial)
+
+    def _rhs(self, t: float, y: np.ndarray, rates: np.ndarray) -> np.ndarray:
+        x = y.reshape(-1, self.batch)
+        states = list(x[: self.n])
+        derivative = np.empty_like(x)
+        derivative[: self.n] = self.compiled.rhs(t, *states, *self.args)
+        derivative[: self.n] += rates
+        if self.integrate:
+            outputs = self.compiled.output_values(t, *states, *self.args)
+            derivative[self.n:] = [outputs[k] for k in self.integrate]
+        return derivative.ravel()
+
+    def _solve(self, initial: np.ndarray) -> None:
+        events = self.events
+        boundaries = np.unique(np.concatenate([[0.0, self.horizon], events.start.ravel(), events.end.ravel()]))
+        boundaries = boundaries[(boundaries >= 0) & (boundaries <= self.horizon)]
+        state = np.zeros((self.n + len(self.integrate), self.batch))
+        state[: self.n] = initial.T
+        dosed = np.eye(self.n)[events.state]  # (n_doses, n)
+        options = {}
+        if self.method in IMPLICIT:
+            block = np.ones((len(state), len(state)))
+            options["jac_sparsity"] = kron(block, identity(self.batch), format="csr")
+        for a, b in zip(boundaries[:-1], boundaries[1:], strict=True):
+            bolus = (events.duration == 0) & (events.start == a)
+            state[: self.n] += np.einsum("bd,di->ib", events.amount * bolus, dosed)
+            active = (events.start <= a) & (events.end > a)
+            rates = np.einsum("bd,di->ib", events.rate * active, dosed)
+            solution = solve_ivp(self._rhs, (a, b), state.ravel(), method=self.method, dense_output=True,
+                                 rtol=self._rtol, atol=self._atol, args=(rates,), **options)
+            if solution.status != 0 or not np.all(np.isfinite(solution.y[:, -1])):
+                raise SimulationError(f"the ODE solver failed between t = {a:g} h and t = {b:g} h: "
+                                      f"{solution.message}")
+            self.segments.append((a, b, solution.sol))
+            state = solution.y[:, -1].reshape(state.shape).copy()
+        self._ends = np.array([b for _, b, _ in self.segments])
+
+    def _evaluate(self, times) -> np.ndarray:
+        """(n_components, batch, n_times) stacked solution at shared times."""
+        times = np.asarray(times, dtype=float)
+        if times.ndim != 1:
+            raise SimulationError("a nonlinear model is evaluated at times shared by all parameter sets")
+        if times.size and (times.min() < 0 or times.max() > self.horizon * (1 + 1e-12)):
+            raise SimulationError(f"times must lie within [0, {self.horizon:g}] h for this solution")
+        out = np.empty((self.n + len(self.integrate), self.batch, times.size))
+        # Right-continuous at dose times: a time on a boundary belongs to the segment that starts there.
+        segment = np.minimum(np.searchsorted(self._ends, times, side="right"), len(self.segments) - 1)
+        for k in np.unique(segment):
+            chosen = segment == k
+            out[:, :, chosen] = self.segments[k][2](times[chosen]).reshape(-1, self.batch, chosen.sum())
+        return out
+
+    def states(self, times) -> np.ndarray:
+        """(batch, n_states, n_times) amounts in each state."""
+        return self._evaluate(times)[: self.n].transpose(1, 0, 2)
+
+    def output_integrals(self, times) -> np.ndarray:
+        """(batch, n_integrated, n_times) ∫₀ᵗ output(s) ds for the outputs in ``integrate``."""
+        return self._evaluate(times)[self.n:].transpose(1, 0, 2)
+
+    def inputs(self, times) -> np.ndarray:
+        """(batch, n_states, n_times) infusion input rates at each time (right-continuous)."""
+        times = np.asarray(times, dtype=float)
+        events = self.events
+        active = (times[None, None, :] >= events.start[:, :, None]) & (times[None, None, :] < events.end[:, :, None])
+        rates = events.rate[:, :, None] * active
+        return np.einsum("bdt,di->bit", rates, np.eye(self.n)[events.state])
