@@ -246,10 +246,11 @@ def _describe(series: tuple[Dose, float, int], unit: str | None) -> str:
 
 # --- reading a regimen from text ------------------------------------------------------------------
 
+# A word starts with a letter and may hold the characters of unit words such as mg/kg, mg/m2, 10^6/L.
 _TOKEN = re.compile(
-    r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<word>[^\W\d_][^\s;]*|%[^\s;]*)|(?P<semi>;))"
+    r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<word>[^\W\d_][\w/%.^*·-]*)|(?P<semi>;))"
 )
-_GLUED = re.compile(r"(?P<key>[qx])(?P<number>(?:\d+\.?\d*|\.\d+))(?P<rest>[^\s;]*)$", re.IGNORECASE)
+_GLUED = re.compile(r"(?P<key>[qx])(?P<number>(?:\d+\.?\d*|\.\d+))(?P<rest>\w*)$", re.IGNORECASE)
 _HOURS = {"h", "hr", "hrs", "hour", "hours"}
 _ROUTES = {"po", "iv", "into"}
 _CLAUSES = _ROUTES | {"over", "q", "x", "at"}

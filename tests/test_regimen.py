@@ -1,0 +1,305 @@
+"""Dose, Regimen and the regimen mini-language."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from koopnb.errors import RegimenError
+from koopnb.regimen import Dose, Regimen
+
+# --- Dose ------------------------------------------------------------------------------------------
+
+
+def test_dose_defaults_to_a_bolus_into_the_default_compartment_at_time_zero():
+    dose = Dose(320)
+    assert (dose.amount, dose.time, dose.cmt, dose.duration) == (320.0, 0.0, None, 0.0)
+    assert isinstance(dose.amount, float)
+    assert dose.rate == math.inf
+
+
+def test_infusion_rate_is_amount_over_duration():
+    assert Dose(1000, duration=2).rate == 500.0
+
+
+def test_dose_accepts_numpy_numbers_and_stores_floats():
+    dose = Dose(np.float32(2.5), np.int64(3))
+    assert dose == Dose(2.5, 3.0)
+    assert type(dose.time) is float
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"amount": -1}, "amount"),
+        ({"amount": math.nan}, "amount"),
+        ({"amount": 1, "time": -0.5}, "time"),
+        ({"amount": 1, "time": math.inf}, "time"),
+        ({"amount": 1, "duration": -1}, "duration"),
+        ({"amount": "320"}, "amount"),
+        ({"amount": True}, "amount"),
+        ({"amount": 1, "cmt": 2}, "compartment"),
+        ({"amount": 1, "cmt": " "}, "compartment"),
+    ],
+)
+def test_bad_doses_are_rejected_naming_the_field(kwargs, word):
+    with pytest.raises(RegimenError, match=word):
+        Dose(**kwargs)
+
+
+def test_dose_is_immutable():
+    with pytest.raises(AttributeError):
+        Dose(1).amount = 2
+
+
+# --- Regimen ---------------------------------------------------------------------------------------
+
+
+def test_regimen_sorts_doses_by_time_stably():
+    a, b, c = Dose(1, 5), Dose(2, 0), Dose(3, 5)
+    regimen = Regimen([a, b, c])
+    assert regimen.doses == (b, a, c)
+    assert isinstance(regimen.doses, tuple)
+    np.testing.assert_array_equal(regimen.times, [0, 5, 5])
+    np.testing.assert_array_equal(regimen.amounts, [2, 1, 3])
+
+
+def test_regimen_rejects_things_that_are_not_doses():
+    with pytest.raises(RegimenError, match="Dose objects"):
+        Regimen([320])
+
+
+def test_repeat_builds_evenly_spaced_doses():
+    regimen = Regimen.repeat(500, every=8, count=9, start=2, cmt="depot", duration=0.5, unit="mg")
+    assert len(regimen) == 9
+    np.testing.assert_allclose(regimen.times, 2 + 8 * np.arange(9), rtol=0, atol=0)
+    assert all(d.amount == 500 and d.cmt == "depot" and d.duration == 0.5 for d in regimen)
+    assert regimen.unit == "mg"
+    assert regimen.end == 2 + 8 * 8 + 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"count": 0}, "number of doses"),
+        ({"count": 2.5}, "number of doses"),
+        ({"count": True}, "number of doses"),
+        ({"every": 0}, "interval"),
+        ({"every": -12}, "interval"),
+        ({"start": -1}, "start"),
+    ],
+)
+def test_repeat_rejects_bad_arguments(kwargs, word):
+    arguments = {"amount": 100, "every": 12, "count": 3} | kwargs
+    with pytest.raises(RegimenError, match=word):
+        Regimen.repeat(**arguments)
+
+
+def test_a_single_repeated_dose_needs_no_interval():
+    assert Regimen.repeat(100, every=0, count=1) == Regimen([Dose(100)])
+
+
+def test_scaled_multiplies_every_amount_and_keeps_the_rest():
+    regimen = Regimen.parse("1000 mg iv over 1 h q12h x3")
+    doubled = regimen.scaled(2)
+    np.testing.assert_array_equal(doubled.amounts, [2000, 2000, 2000])
+    np.testing.assert_array_equal(doubled.times, regimen.times)
+    assert [d.duration for d in doubled] == [1.0] * 3
+    assert doubled.unit == "mg"
+    assert regimen.amounts[0] == 1000  # the original is untouched
+    with pytest.raises(RegimenError, match="scale factor"):
+        regimen.scaled(-1)
+
+
+def test_shifted_moves_every_dose_and_refuses_negative_times():
+    regimen = Regimen.parse("100 mg q12h x2")
+    np.testing.assert_array_equal(regimen.shifted(6).times, [6, 18])
+    np.testing.assert_array_equal(regimen.shifted(6).shifted(-6).times, [0, 12])
+    with pytest.raises(RegimenError, match="time"):
+        regimen.shifted(-1)
+
+
+def test_adding_combines_a_loading_dose_and_maintenance():
+    loading = Regimen.parse("1000 mg po")
+    maintenance = Regimen.parse("500 mg po q12h x3 at 12 h")
+    combined = loading + maintenance
+    np.testing.assert_array_equal(combined.times, [0, 12, 24, 36])
+    np.testing.assert_array_equal(combined.amounts, [1000, 500, 500, 500])
+    assert combined.unit == "mg"
+    assert combined == Regimen.parse("1000 mg po; 500 mg po q12h x3 at 12 h")
+    assert (Regimen([Dose(1, 5)]) + Dose(2)).times.tolist() == [0, 5]
+
+
+def test_adding_keeps_a_unit_when_only_one_side_has_one_and_refuses_mixed_units():
+    assert (Regimen([Dose(1)]) + Regimen.parse("2 mg")).unit == "mg"
+    with pytest.raises(RegimenError, match="'mg' with doses in 'g'"):
+        Regimen.parse("2 mg") + Regimen.parse("1 g")
+
+
+def test_end_includes_the_last_infusion():
+    assert Regimen.parse("100 mg iv over 2 h q12h x2").end == 14.0
+    assert Regimen().end == 0.0
+
+
+def test_equality_and_hashing_follow_doses_and_unit():
+    assert Regimen.parse("320 mg po q24h x3") == Regimen.repeat(320, 24, 3, unit="mg")
+    assert Regimen.parse("320 mg po") != Regimen.parse("320 po")
+    assert len({Regimen.parse("320 mg"), Regimen.parse("320 mg po")}) == 1
+
+
+def test_regimen_is_immutable():
+    regimen = Regimen([Dose(1)])
+    with pytest.raises(AttributeError):
+        regimen.doses = ()
+    with pytest.raises(AttributeError):
+        regimen.extra = 1
+
+
+# --- the mini-language -----------------------------------------------------------------------------
+
+
+def _doses(text):
+    return [(d.amount, d.time, d.cmt, d.duration) for d in Regimen.parse(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("320 mg po", [(320, 0, None, 0)]),
+        ("320 mg", [(320, 0, None, 0)]),
+        ("320", [(320, 0, None, 0)]),
+        ("320mg PO", [(320, 0, None, 0)]),
+        ("2.5 mg iv", [(2.5, 0, "central", 0)]),
+        ("1e3 mcg into depot", [(1000, 0, "depot", 0)]),
+        ("5 units into 2", [(5, 0, "2", 0)]),
+        ("1000 mg iv over 1 h q12h x3", [(1000, t, "central", 1) for t in (0, 12, 24)]),
+        ("1000 mg iv over 1h q 12 h x 3", [(1000, t, "central", 1) for t in (0, 12, 24)]),
+        ("1000 mg iv over 1 hr q12 x3", [(1000, t, "central", 1) for t in (0, 12, 24)]),
+        ("1000 mg iv over 1 hours q12hours x3", [(1000, t, "central", 1) for t in (0, 12, 24)]),
+        ("500 mg po q8h x3 at 2 h", [(500, t, None, 0) for t in (2, 10, 18)]),
+        ("500 mg po at 2h q8h x3", [(500, t, None, 0) for t in (2, 10, 18)]),
+        ("500 mg x3 q8h po", [(500, t, None, 0) for t in (0, 8, 16)]),
+        ("320 mg po q24h x1", [(320, 0, None, 0)]),
+        ("320 mg po x1", [(320, 0, None, 0)]),
+        ("100 mg po q0.5h x2", [(100, 0, None, 0), (100, 0.5, None, 0)]),
+        (
+            "1000 mg po; 500 mg po q12h x2 at 12 h",
+            [(1000, 0, None, 0), (500, 12, None, 0), (500, 24, None, 0)],
+        ),
+        ("100 mg iv; 50 mg po", [(100, 0, "central", 0), (50, 0, None, 0)]),
+        ("320 mg po;", [(320, 0, None, 0)]),
+    ],
+)
+def test_parse_reads_every_form(text, expected):
+    assert _doses(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "unit"),
+    [
+        ("320 mg", "mg"),
+        ("1 g iv", "g"),
+        ("50 ug", "ug"),
+        ("50 µg", "µg"),
+        ("2 mmol", "mmol"),
+        ("100 IU", "IU"),
+        ("4 mg/kg po", "mg/kg"),
+        ("30 mg/m2", "mg/m2"),
+        ("320 po", None),
+        ("1 mg; 2 mg", "mg"),
+        ("1 mg; 2", "mg"),
+    ],
+)
+def test_parse_stores_the_amount_unit_without_converting(text, unit):
+    regimen = Regimen.parse(text)
+    assert regimen.unit == unit
+    assert regimen.amounts[0] == float(text.split()[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "message"),
+    [
+        ("320 mg po q24 x", 16, "'x' needs a number of doses (e.g. x3)"),
+        ("320 mg po q24h", 11, "say how many doses with x N"),
+        ("320 mg po x3", 11, "'x3' needs an interval between doses"),
+        ("320 mg po q", 12, "'q' needs an interval in hours"),
+        ("320 mg po qh x2", 11, "'qh' is not understood"),
+        ("320 mg q0h x2", 8, "'q' needs an interval > 0 h"),
+        ("320 mg po x2.5 q12h", 12, "whole number >= 1, not 2.5"),
+        ("320 mg po x0 q12h", 12, "whole number >= 1, not 0"),
+        ("320 mg over", 12, "'over' needs a duration"),
+        ("320 mg at", 10, "'at' needs a start time"),
+        ("320 mg over 30 min", 16, "times are in hours ('h'), not 'min'"),
+        ("320 mg po q1d x3", 13, "times are in hours ('h'), not 'd'"),
+        ("320 mg into", 12, "'into' needs a state name"),
+        ("320 mg into at 2 h", 12, "'into' needs a state name"),
+        ("320 mg po iv", 11, "'iv' repeats 'po' given at character 8"),
+        ("320 mg q12h x2 q6h", 16, "'q' repeats 'q' given at character 8"),
+        ("320 mg po daily", 11, "'daily' is not understood (expected po, iv, into, over, q, x or at)"),
+        ("320 mg po 5", 11, "'5' is not understood here"),
+        ("-320 mg", 1, "unexpected character '-'"),
+        ("320 mg, po", 7, "unexpected character ','"),
+        ("po 320 mg", 1, "a dose starts with its amount (e.g. 320 mg), not 'po'"),
+        ("320 mg;; 5 mg", 8, "a dose starts with its amount (e.g. 320 mg), not nothing"),
+        ("", 1, "the regimen is empty"),
+        ("   ", 1, "the regimen is empty"),
+        ("320 mg; 1 g", 11, "unit 'g' differs from 'mg'; one regimen uses one amount unit"),
+        ("1e999 mg", 1, "amount must be a finite number"),
+    ],
+)
+def test_parse_errors_name_the_word_and_its_character(text, position, message):
+    with pytest.raises(RegimenError) as caught:
+        Regimen.parse(text)
+    assert str(caught.value).startswith(f"regimen {text!r} at character {position}: ")
+    assert message in str(caught.value)
+
+
+def test_parse_error_message_is_exactly_one_sentence():
+    with pytest.raises(RegimenError) as caught:
+        Regimen.parse("320 mg po q24 x")
+    assert (
+        str(caught.value)
+        == "regimen '320 mg po q24 x' at character 16: 'x' needs a number of doses (e.g. x3)"
+    )
+
+
+def test_parse_refuses_text_that_is_not_a_string():
+    with pytest.raises(RegimenError, match="must be text"):
+        Regimen.parse(320)
+
+
+# --- writing regimens as text --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "320 mg po",
+        "320 mg po q24h x3",
+        "1000 mg iv over 1 h q12h x6",
+        "500 mg po q8h x9 at 2 h",
+        "1000 mg po; 500 mg po q12h x5 at 12 h",
+        "100 mcg into depot q12h x2",
+        "100 po; 50 iv over 0.5 h at 1 h",
+        "0.1 mg po q0.1h x7 at 0.3 h",
+    ],
+)
+def test_str_is_canonical_and_round_trips(text):
+    regimen = Regimen.parse(text)
+    assert str(regimen) == text
+    assert Regimen.parse(str(regimen)) == regimen
+    assert repr(regimen) == f"Regimen.parse({text!r})"
+
+
+def test_str_groups_interleaved_series_and_breaks_irregular_spacing():
+    regimen = Regimen([Dose(100, t) for t in (0, 12, 24, 30)]) + Regimen.repeat(50, 12, 3, cmt="central")
+    assert str(regimen) == "100 po q12h x3; 50 iv q12h x3; 100 po at 30 h"
+    assert Regimen.parse(str(regimen)) == regimen
+
+
+def test_str_of_regimens_built_in_python_round_trips():
+    regimen = Regimen.repeat(250, every=6, count=4, start=1.5, cmt="gut", duration=0.25, unit="mg")
+    assert Regimen.parse(str(regimen)) == regimen
+    assert repr(Regimen()) == "Regimen([])"
