@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from koopnb.errors import RegimenError
 from koopnb.regimen import Dose, Regimen
@@ -171,6 +173,7 @@ def _doses(text):
         ("320 mg", [(320, 0, None, 0)]),
         ("320", [(320, 0, None, 0)]),
         ("320mg PO", [(320, 0, None, 0)]),
+        ("100 MG IV Q12H X2", [(100, 0, "central", 0), (100, 12, "central", 0)]),
         ("2.5 mg iv", [(2.5, 0, "central", 0)]),
         ("1e3 mcg into depot", [(1000, 0, "depot", 0)]),
         ("5 units into 2", [(5, 0, "2", 0)]),
@@ -303,3 +306,28 @@ def test_str_of_regimens_built_in_python_round_trips():
     regimen = Regimen.repeat(250, every=6, count=4, start=1.5, cmt="gut", duration=0.25, unit="mg")
     assert Regimen.parse(str(regimen)) == regimen
     assert repr(Regimen()) == "Regimen([])"
+
+
+nice_numbers = st.integers(min_value=0, max_value=10_000).map(lambda n: n / 4)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            nice_numbers,
+            nice_numbers,
+            st.sampled_from([None, "central", "depot", "2"]),
+            nice_numbers,
+            st.integers(min_value=1, max_value=6),
+            st.integers(min_value=1, max_value=96).map(lambda n: n / 2),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([None, "mg", "mcg/kg"]),
+)
+def test_any_regimen_of_repeated_series_round_trips_through_text(series, unit):
+    regimen = Regimen([], unit)
+    for amount, start, cmt, duration, count, every in series:
+        regimen = regimen + Regimen.repeat(amount, every, count, start, cmt, duration, unit)
+    assert Regimen.parse(str(regimen)) == regimen
