@@ -18,7 +18,8 @@ means missing, as in NONMEM.  Decisions, in the user's words:
 - Each subject's rows must be together and in time order, as NONMEM requires.
 
 Every problem raises :class:`~koopnb.errors.DataError` naming the 1-based data row (header excluded;
-for a DataFrame, the row position) and the column as the user spelled it.
+for a DataFrame, the row position) and the column as the user spelled it.  The ``subject_*`` helpers
+take a raw or tidy table and read it with ``read_nonmem`` first.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class _Reader:
     def __init__(self, raw: pd.DataFrame):
         self.raw = raw
         self.n = len(raw)
-        self.names: dict[str, str] = {}  # upper-case standard name -> the user's spelling
+        self.names: dict[str, str] = {}  # upper-case column name -> the user's spelling
         self.covariates: list[str] = []
         for column in raw.columns:
             key = str(column).strip().upper()
