@@ -59,7 +59,7 @@ def _modal(order: int, lam: np.ndarray, tau: np.ndarray) -> np.ndarray:
 
 def eigenvalues(matrix: np.ndarray, blocks: tuple[tuple[int, ...], ...]) -> np.ndarray:
     """Eigenvalues (batch, n) of a batch of matrices whose diagonal blocks (index groups) are given."""
-    batch, n, _ = matrix.shape
+    batch = matrix.shape[0]
     values = []
     for block in blocks:
         if len(block) == 1:

@@ -13,9 +13,11 @@ handed to it are divided by √N to keep the requested accuracy for every parame
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy.integrate import solve_ivp
-from scipy.sparse import kron, identity
+from scipy.sparse import identity, kron
 
 from koopnb.errors import SimulationError
 from koopnb.model.codegen import CompiledModel
@@ -72,7 +74,7 @@ class OdeSolution:
         if self.method in IMPLICIT:
             block = np.ones((len(state), len(state)))
             options["jac_sparsity"] = kron(block, identity(self.batch), format="csr")
-        for a, b in zip(boundaries[:-1], boundaries[1:], strict=True):
+        for a, b in itertools.pairwise(boundaries):
             bolus = (events.duration == 0) & (events.start == a)
             state[: self.n] += np.einsum("bd,di->ib", events.amount * bolus, dosed)
             active = (events.start <= a) & (events.end > a)

@@ -1,0 +1,62 @@
+"""koopnb: uncertainty-aware precision dosing in Jupyter.
+
+The public surface is listed in ``__all__``; everything else is internal.
+"""
+
+from koopnb import datasets
+from koopnb.distributions import (
+    Empirical,
+    Joint,
+    LogNormal,
+    MvLogNormal,
+    Normal,
+    TruncatedNormal,
+    Uniform,
+)
+from koopnb.errors import (
+    DataError,
+    DistributionError,
+    ExpectationError,
+    FitError,
+    KoopnbError,
+    MetricError,
+    ModelError,
+    RegimenError,
+    SimulationError,
+)
+from koopnb.metrics import AUC, Cmax, Cmin, Conc, Target, TimeAbove, Window
+from koopnb.model import Model, parse_model
+from koopnb.regimen import Dose, Regimen
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AUC",
+    "Cmax",
+    "Cmin",
+    "Conc",
+    "DataError",
+    "DistributionError",
+    "Dose",
+    "Empirical",
+    "ExpectationError",
+    "FitError",
+    "Joint",
+    "KoopnbError",
+    "LogNormal",
+    "MetricError",
+    "Model",
+    "ModelError",
+    "MvLogNormal",
+    "Normal",
+    "Regimen",
+    "RegimenError",
+    "SimulationError",
+    "Target",
+    "TimeAbove",
+    "TruncatedNormal",
+    "Uniform",
+    "Window",
+    "datasets",
+    "parse_model",
+]

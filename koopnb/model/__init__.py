@@ -1,0 +1,15 @@
+"""The %%pkmodel language: parse (whitelisted, never eval), Model, code generation."""
+
+from koopnb.model.model import Model
+from koopnb.model.parse import parse_spec
+
+
+def parse_model(text: str, name: str | None = None) -> Model:
+    """Parse the text of a ``%%pkmodel`` cell (the language of MODEL_LANGUAGE.md) into a :class:`Model`.
+
+    Raises :class:`koopnb.ModelError` with line and column for any mistake in the text.
+    """
+    return Model(parse_spec(text, name=name))
+
+
+__all__ = ["Model", "parse_model"]
