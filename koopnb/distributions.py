@@ -31,7 +31,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 import scipy.stats
-from scipy.special import logsumexp, ndtr, ndtri
+from scipy.special import log_ndtr, logsumexp, ndtr, ndtri, ndtri_exp
 
 from koopnb.errors import DistributionError
 
@@ -222,8 +222,8 @@ class Distribution(ABC):
         if np.any(outside):
             row, col = np.argwhere(outside)[0]
             raise DistributionError(
-                f"{self.names[col]} = {x[row, col]!r} (row {row}) is outside the support "
-                f"[{low[col]!r}, {high[col]!r}] of {self!r}"
+                f"{self.names[col]} = {float(x[row, col])!r} (row {row}) is outside the support "
+                f"[{float(low[col])!r}, {float(high[col])!r}] of {self!r}"
             )
         return x
 
@@ -268,8 +268,8 @@ def _robust_factor(cov: np.ndarray, names: Sequence[str]) -> np.ndarray:
     if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-12 * scale):
         i, j = np.unravel_index(np.argmax(np.abs(cov - cov.T)), cov.shape)
         raise DistributionError(
-            f"the covariance matrix is not symmetric: entry ({names[i]}, {names[j]}) = {cov[i, j]!r} "
-            f"but ({names[j]}, {names[i]}) = {cov[j, i]!r}"
+            f"the covariance matrix is not symmetric: entry ({names[i]}, {names[j]}) = {float(cov[i, j])!r} "
+            f"but ({names[j]}, {names[i]}) = {float(cov[j, i])!r}"
         )
     negative = np.flatnonzero(np.diag(cov) < 0)
     if negative.size:
@@ -355,6 +355,7 @@ class _Gaussian(Distribution):
     _location: np.ndarray
     _factor: np.ndarray
     _log_space: tuple[bool, ...]
+    _centre: np.ndarray  # the parameter values at z = 0
 
     @property
     def gaussian(self) -> bool:
@@ -377,7 +378,10 @@ class _Gaussian(Distribution):
 
     def _from_normal(self, z: np.ndarray) -> np.ndarray:
         y = self._location + z @ self._factor.T
-        return np.where(self._log_space, np.exp(y), y)
+        x = np.where(self._log_space, np.exp(y), y)
+        # a zero-variance parameter is exactly its median/mean, not exp(log(median))
+        constant = ~np.any(self._factor, axis=1)
+        return np.where(constant, self._centre, x)
 
     def _from_cube(self, u: np.ndarray) -> np.ndarray:
         return self._from_normal(ndtri(u))
@@ -421,6 +425,7 @@ class LogNormal(_Univariate, _Gaussian):
             omega=omega,
             _name=None if name is None else _name(name, "LogNormal"),
             _location=np.array([np.log(median)]),
+            _centre=np.array([median]),
             _factor=np.array([[omega]]),
             _log_space=(True,),
         )
@@ -462,6 +467,7 @@ class Normal(_Univariate, _Gaussian):
             sd=sd,
             _name=None if name is None else _name(name, "Normal"),
             _location=np.array([mean]),
+            _centre=np.array([mean]),
             _factor=np.array([[sd]]),
             _log_space=(False,),
         )
@@ -489,21 +495,24 @@ class Normal(_Univariate, _Gaussian):
 class _InverseCdf(_Univariate):
     """A univariate reached from the reference spaces by its quantile function.
 
-    Upper-half points go through the survival function so that both tails keep full precision
-    (u = 1 - 1e-16 and z = 30 stay distinct from the upper bound where the distribution allows).
+    The quantile functions take log-probabilities, and upper-half points go through the survival
+    function, so both tails keep full precision: z = -40 (u below the smallest double) and
+    u = 1 - 1e-16 map to finite, distinct values wherever the distribution allows.
     """
 
     @abstractmethod
-    def _ppf(self, u: np.ndarray) -> np.ndarray: ...
+    def _ppf_log(self, log_u: np.ndarray) -> np.ndarray:
+        """The value with log CDF ``log_u`` (used for the lower half, u <= 1/2)."""
 
     @abstractmethod
-    def _isf(self, q: np.ndarray) -> np.ndarray: ...
+    def _isf_log(self, log_q: np.ndarray) -> np.ndarray:
+        """The value with log survival ``log_q`` (used for the upper half, q < 1/2)."""
 
     @abstractmethod
-    def _cdf(self, x: np.ndarray) -> np.ndarray: ...
+    def _logcdf(self, x: np.ndarray) -> np.ndarray: ...
 
     @abstractmethod
-    def _sf(self, x: np.ndarray) -> np.ndarray: ...
+    def _logsf(self, x: np.ndarray) -> np.ndarray: ...
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self._from_cube(rng.random((n, 1)))
@@ -511,21 +520,22 @@ class _InverseCdf(_Univariate):
     def _from_cube(self, u: np.ndarray) -> np.ndarray:
         u = u[:, 0]
         lower = u <= 0.5
-        return np.where(lower, self._ppf(np.where(lower, u, 0.5)), self._isf(np.where(lower, 0.5, 1.0 - u)))[
-            :, None
-        ]
+        with np.errstate(divide="ignore"):
+            below, above = np.log(np.where(lower, u, 0.5)), np.log1p(-np.where(lower, 0.5, u))
+        return np.where(lower, self._ppf_log(below), self._isf_log(above))[:, None]
 
     def _from_normal(self, z: np.ndarray) -> np.ndarray:
         z = z[:, 0]
         lower = z <= 0
-        return np.where(lower, self._ppf(ndtr(np.minimum(z, 0))), self._isf(ndtr(-np.maximum(z, 0))))[:, None]
+        below, above = log_ndtr(np.minimum(z, 0.0)), log_ndtr(-np.maximum(z, 0.0))
+        return np.where(lower, self._ppf_log(below), self._isf_log(above))[:, None]
 
     def _to_cube(self, x: np.ndarray) -> np.ndarray:
-        return self._cdf(x[:, 0])[:, None]
+        return np.exp(self._logcdf(x[:, 0]))[:, None]
 
     def _to_normal(self, x: np.ndarray) -> np.ndarray:
-        cdf, sf = self._cdf(x[:, 0]), self._sf(x[:, 0])
-        return np.where(cdf <= 0.5, ndtri(cdf), -ndtri(sf))[:, None]
+        log_cdf, log_sf = self._logcdf(x[:, 0]), self._logsf(x[:, 0])
+        return np.where(log_cdf <= np.log(0.5), ndtri_exp(log_cdf), -ndtri_exp(log_sf))[:, None]
 
 
 class Uniform(_InverseCdf):
@@ -541,17 +551,19 @@ class Uniform(_InverseCdf):
     def _arguments(self) -> str:
         return f"low={self.low!r}, high={self.high!r}"
 
-    def _ppf(self, u: np.ndarray) -> np.ndarray:
-        return self.low + (self.high - self.low) * u
+    def _ppf_log(self, log_u: np.ndarray) -> np.ndarray:
+        return self.low + (self.high - self.low) * np.exp(log_u)
 
-    def _isf(self, q: np.ndarray) -> np.ndarray:
-        return self.high - (self.high - self.low) * q
+    def _isf_log(self, log_q: np.ndarray) -> np.ndarray:
+        return self.high - (self.high - self.low) * np.exp(log_q)
 
-    def _cdf(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((x - self.low) / (self.high - self.low), 0.0, 1.0)
+    def _logcdf(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(np.clip((x - self.low) / (self.high - self.low), 0.0, 1.0))
 
-    def _sf(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((self.high - x) / (self.high - self.low), 0.0, 1.0)
+    def _logsf(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(np.clip((self.high - x) / (self.high - self.low), 0.0, 1.0))
 
     def _logpdf(self, x: np.ndarray) -> np.ndarray:
         x = x[:, 0]
@@ -573,8 +585,11 @@ class Uniform(_InverseCdf):
 class TruncatedNormal(_InverseCdf):
     """Normal(mean, sd²) restricted to [low, high]; a bound may be infinite (e.g. ``high=np.inf``).
 
-    Quantiles, tails and moments come from ``scipy.stats.truncnorm``, which works in log space
-    and stays accurate far in the tails.
+    Quantiles, tails and moments come from ``scipy.stats.truncnorm`` in standard units [a, b].
+    Its lower tail is accurate far out but its upper tail is not (``isf`` goes through ``1 - q``),
+    so the upper half uses the mirrored distribution on [-b, -a].  Towards an infinite bound the
+    quantile is the closed form Φ(w) = u·Z (Z = Φ(b) - Φ(a)), solved in log space with
+    ``ndtri_exp`` so that probabilities below the smallest double still give finite values.
     """
 
     def __init__(self, mean: float, sd: float, low: float, high: float, *, name: str | None = None):
@@ -586,45 +601,57 @@ class TruncatedNormal(_InverseCdf):
             raise DistributionError(f"TruncatedNormal sd must be positive, got {sd!r}")
         if not low < high:
             raise DistributionError(f"TruncatedNormal needs low < high, got low={low!r}, high={high!r}")
-        frozen = scipy.stats.truncnorm((low - mean) / sd, (high - mean) / sd, loc=mean, scale=sd)
+        a, b = (low - mean) / sd, (high - mean) / sd
         self._freeze(
             mean_value=mean,
             sd=sd,
             low=low,
             high=high,
             _name=None if name is None else _name(name, "TruncatedNormal"),
-            _scipy=frozen,
+            _standard=scipy.stats.truncnorm(a, b),
+            _mirrored=scipy.stats.truncnorm(-b, -a),
         )
 
     def _arguments(self) -> str:
         return f"mean={self.mean_value!r}, sd={self.sd!r}, low={self.low!r}, high={self.high!r}"
 
-    def _ppf(self, u: np.ndarray) -> np.ndarray:
-        return self._scipy.ppf(u)
+    def _ppf_log(self, log_u: np.ndarray) -> np.ndarray:
+        a, b = self._standard.args
+        if np.isinf(a):
+            standard = ndtri_exp(log_u + log_ndtr(b))
+        else:
+            standard = self._standard.ppf(np.exp(log_u))
+        # rounding of mean + sd * a may step just outside the bounds
+        return np.clip(self.mean_value + self.sd * standard, self.low, self.high)
 
-    def _isf(self, q: np.ndarray) -> np.ndarray:
-        return self._scipy.isf(q)
+    def _isf_log(self, log_q: np.ndarray) -> np.ndarray:
+        a, b = self._standard.args
+        if np.isinf(b):
+            mirrored = ndtri_exp(log_q + log_ndtr(-a))
+        else:
+            mirrored = self._mirrored.ppf(np.exp(log_q))
+        return np.clip(self.mean_value - self.sd * mirrored, self.low, self.high)
 
-    def _cdf(self, x: np.ndarray) -> np.ndarray:
-        return self._scipy.cdf(x)
+    def _logcdf(self, x: np.ndarray) -> np.ndarray:
+        return self._standard.logcdf((x - self.mean_value) / self.sd)
 
-    def _sf(self, x: np.ndarray) -> np.ndarray:
-        return self._scipy.sf(x)
+    def _logsf(self, x: np.ndarray) -> np.ndarray:
+        return self._mirrored.logcdf((self.mean_value - x) / self.sd)
 
     def _logpdf(self, x: np.ndarray) -> np.ndarray:
-        return self._scipy.logpdf(x[:, 0])
+        return self._standard.logpdf((x[:, 0] - self.mean_value) / self.sd) - np.log(self.sd)
 
     def _support(self) -> tuple[np.ndarray, np.ndarray]:
         return np.array([self.low]), np.array([self.high])
 
     def _mean_value(self) -> float:
-        return float(self._scipy.mean())
+        return self.mean_value + self.sd * float(self._standard.mean())
 
     def _median_value(self) -> float:
-        return float(self._scipy.median())
+        return float(self._ppf_log(np.log([0.5]))[0])
 
     def _variance(self) -> float:
-        return float(self._scipy.var())
+        return self.sd**2 * float(self._standard.var())
 
 
 # ============================================================== multivariate
@@ -644,7 +671,7 @@ class MvLogNormal(_Gaussian):
         if nonpositive.size:
             k = nonpositive[0]
             raise DistributionError(
-                f"MvLogNormal median of {names[k]!r} must be positive, got {medians[k]!r}"
+                f"MvLogNormal median of {names[k]!r} must be positive, got {float(medians[k])!r}"
             )
         try:
             cov = np.array(cov, dtype=float)
@@ -661,6 +688,7 @@ class MvLogNormal(_Gaussian):
             medians=medians,
             covariance=0.5 * (cov + cov.T),
             _location=np.log(medians),
+            _centre=medians,
             _factor=factor,
             _log_space=(True,) * len(names),
         )
@@ -850,7 +878,7 @@ class Empirical(Distribution):
             bad = np.flatnonzero(~np.isfinite(column))
             if bad.size:
                 raise DistributionError(
-                    f"Empirical sample {bad[0]} of {name!r} is not finite ({column[bad[0]]!r})"
+                    f"Empirical sample {bad[0]} of {name!r} is not finite ({float(column[bad[0]])!r})"
                 )
             columns.append(column)
         lengths = {name: column.size for name, column in zip(names, columns, strict=True)}
@@ -875,10 +903,13 @@ class Empirical(Distribution):
         try:
             factor = np.linalg.cholesky(bandwidth)
         except np.linalg.LinAlgError:
+            factor = np.zeros_like(bandwidth)
+        # a column (almost) fully explained by the previous ones leaves a rounding-level pivot
+        if np.any(np.diag(factor) ** 2 <= 1e-12 * np.diag(bandwidth)):
             raise DistributionError(
                 "Empirical(kde=True) samples are linearly dependent (in log space for positive columns), "
                 "so the kernel covariance is singular"
-            ) from None
+            )
         return {
             "_log_space": tuple(bool(flag) for flag in log_space),
             "_centres": centres,
