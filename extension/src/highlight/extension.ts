@@ -1,0 +1,63 @@
+/**
+ * CodeMirror 6 extension that marks up %%pkmodel cells with `cm-koopnb-*` classes.
+ *
+ * Decorations are derived from the document alone, so a state field computes
+ * them when the editor is created (first render) and again on every change.
+ * Any other cell gets an empty decoration set and is left exactly as it was.
+ */
+import { Extension, Prec, RangeSetBuilder, StateField, Text } from '@codemirror/state';
+import { Decoration, DecorationSet, EditorView } from '@codemirror/view';
+
+import { TokenKind, isPkmodelCell, tokenizeLine } from './tokenize';
+
+const MARKS: Record<TokenKind, Decoration> = {
+  magic: mark('magic'),
+  comment: mark('comment'),
+  number: mark('number'),
+  unit: mark('unit'),
+  operator: mark('operator'),
+  keyword: mark('keyword'),
+  errormodel: mark('errormodel'),
+  function: mark('function'),
+  derivative: mark('derivative')
+};
+
+function mark(kind: TokenKind): Decoration {
+  return Decoration.mark({ class: `cm-koopnb-${kind}` });
+}
+
+/** Decorations for a whole document: empty unless it is a %%pkmodel cell. */
+export function pkmodelDecorations(doc: Text): DecorationSet {
+  const text = doc.toString();
+  if (!isPkmodelCell(text)) {
+    return Decoration.none;
+  }
+  const builder = new RangeSetBuilder<Decoration>();
+  let seenMagic = false;
+  for (let number = 1; number <= doc.lines; number++) {
+    const line = doc.line(number);
+    const isBlank = line.text.trim() === '';
+    if (!seenMagic && isBlank) {
+      continue;
+    }
+    for (const token of tokenizeLine(line.text, !seenMagic)) {
+      builder.add(line.from + token.from, line.from + token.to, MARKS[token.kind]);
+    }
+    seenMagic = true;
+  }
+  return builder.finish();
+}
+
+const pkmodelField = StateField.define<DecorationSet>({
+  create: state => pkmodelDecorations(state.doc),
+  update: (decorations, transaction) =>
+    transaction.docChanged ? pkmodelDecorations(transaction.state.doc) : decorations,
+  provide: field => EditorView.decorations.from(field)
+});
+
+/**
+ * The highlighting extension. Highest precedence makes our marks the innermost
+ * DOM nodes, so their theme colours win over the Python highlighter's, which
+ * still colours whatever we leave plain.
+ */
+export const pkmodelHighlighting: Extension = Prec.highest(pkmodelField);
