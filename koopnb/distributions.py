@@ -114,9 +114,7 @@ class Distribution(ABC):
         """Map standard normal points ``z`` of shape (n, dim) to parameters: dict name -> (n,)."""
         z = self._reference_points(z, "z")
         if not np.all(np.isfinite(z)):
-            raise DistributionError(
-                "from_normal needs finite points z; an infinite z is an infinite parameter"
-            )
+            raise DistributionError("from_normal needs finite points z; an infinite z is an infinite parameter")
         return self._as_dict(self._from_normal(z))
 
     def from_cube(self, u: Any) -> dict[str, np.ndarray]:
@@ -197,18 +195,14 @@ class Distribution(ABC):
 
     def _as_array(self, values: Mapping[str, Any]) -> np.ndarray:
         if not isinstance(values, Mapping):
-            raise DistributionError(
-                f"parameter values must be a dict name -> array, got {type(values).__name__}"
-            )
+            raise DistributionError(f"parameter values must be a dict name -> array, got {type(values).__name__}")
         missing = [name for name in self.names if name not in values]
         if missing:
             raise DistributionError(f"parameter values are missing {', '.join(map(repr, missing))}")
         columns = [np.atleast_1d(np.asarray(values[name], dtype=float)) for name in self.names]
         for name, column in zip(self.names, columns, strict=True):
             if column.ndim != 1:
-                raise DistributionError(
-                    f"parameter {name!r} must be a float or a 1-D array, got shape {column.shape}"
-                )
+                raise DistributionError(f"parameter {name!r} must be a float or a 1-D array, got shape {column.shape}")
         try:
             return np.stack(np.broadcast_arrays(*columns), axis=1)
         except ValueError:
@@ -302,8 +296,7 @@ class _Univariate(Distribution):
     def names(self) -> tuple[str, ...]:
         if self._name is None:
             raise DistributionError(
-                f"{self!r} has no parameter name; give it one with name='CL' "
-                "or put it in a Joint({'CL': ...})"
+                f"{self!r} has no parameter name; give it one with name='CL' or put it in a Joint({{'CL': ...}})"
             )
         return (self._name,)
 
@@ -393,9 +386,7 @@ class _Gaussian(Distribution):
             scale = self._factor[0, 0]
             return (y - self._location) / scale if scale > 0 else np.zeros_like(y)
         if not np.all(np.isfinite(y)):
-            raise DistributionError(
-                f"to_normal needs positive values of the log-normal parameters of {self!r}"
-            )
+            raise DistributionError(f"to_normal needs positive values of the log-normal parameters of {self!r}")
         # least squares: exact when L is invertible, the minimum-norm z on zero-variance directions
         return np.linalg.lstsq(self._factor, (y - self._location).T, rcond=None)[0].T
 
@@ -670,9 +661,7 @@ class MvLogNormal(_Gaussian):
         nonpositive = np.flatnonzero(medians <= 0)
         if nonpositive.size:
             k = nonpositive[0]
-            raise DistributionError(
-                f"MvLogNormal median of {names[k]!r} must be positive, got {float(medians[k])!r}"
-            )
+            raise DistributionError(f"MvLogNormal median of {names[k]!r} must be positive, got {float(medians[k])!r}")
         try:
             cov = np.array(cov, dtype=float)
         except (TypeError, ValueError):
@@ -692,9 +681,7 @@ class MvLogNormal(_Gaussian):
             _factor=factor,
             _log_space=(True,) * len(names),
         )
-        self._freeze(
-            _log_density=scipy.stats.multivariate_normal(self._location, self.covariance, allow_singular=True)
-        )
+        self._freeze(_log_density=scipy.stats.multivariate_normal(self._location, self.covariance, allow_singular=True))
 
     def __repr__(self) -> str:
         median = {name: float(m) for name, m in zip(self._names, self.medians, strict=True)}
@@ -805,10 +792,7 @@ class Joint(Distribution):
 
     def _columnwise(self, method: str, x: np.ndarray) -> np.ndarray:
         return np.concatenate(
-            [
-                getattr(member, method)(x[:, part])
-                for member, part in zip(self.members, self._slices, strict=True)
-            ],
+            [getattr(member, method)(x[:, part]) for member, part in zip(self.members, self._slices, strict=True)],
             axis=1,
         )
 
@@ -816,9 +800,7 @@ class Joint(Distribution):
         return np.concatenate([member._sample(n, rng) for member in self.members], axis=1)
 
     def _logpdf(self, x: np.ndarray) -> np.ndarray:
-        return sum(
-            member._logpdf(x[:, part]) for member, part in zip(self.members, self._slices, strict=True)
-        )
+        return sum(member._logpdf(x[:, part]) for member, part in zip(self.members, self._slices, strict=True))
 
     def _from_normal(self, z: np.ndarray) -> np.ndarray:
         return self._columnwise("_from_normal", z)
@@ -870,9 +852,7 @@ class Empirical(Distribution):
             except (TypeError, ValueError):
                 raise DistributionError(f"Empirical samples of {name!r} must be numbers") from None
             if column.ndim != 1:
-                raise DistributionError(
-                    f"Empirical samples of {name!r} must be a 1-D array, got shape {column.shape}"
-                )
+                raise DistributionError(f"Empirical samples of {name!r} must be a 1-D array, got shape {column.shape}")
             if column.size < 2:
                 raise DistributionError(f"Empirical needs at least 2 samples of {name!r}, got {column.size}")
             bad = np.flatnonzero(~np.isfinite(column))
@@ -931,9 +911,7 @@ class Empirical(Distribution):
     def points(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The discrete measure (kde=False): dict name -> (n,) sample values, and weights (n,) (sum 1)."""
         if self.kde:
-            raise DistributionError(
-                "this Empirical is a kernel density (kde=True); use mixture() instead of points()"
-            )
+            raise DistributionError("this Empirical is a kernel density (kde=True); use mixture() instead of points()")
         n = len(self._points)
         return self._as_dict(self._points), np.full(n, 1.0 / n)
 
