@@ -165,13 +165,12 @@ class _Reader:
         """Record one statement, or raise a ModelError for its first mistake."""
         text = statement.text
         first = _FIRST_NAME.match(text)
+        start = first.end() if first else _BLANKS.match(text).end()
+        if start < len(text) and not text[start].isascii():
+            raise statement.error(f"unexpected character {text[start]!r}; names use the letters A-Z and a-z, "
+                                  "digits and '_'", start)
         if first is None:
-            start = _BLANKS.match(text).end()
-            char = text[start]
-            message = (f"unexpected character {char!r}; names use the letters A-Z and a-z, digits and '_'"
-                       if not char.isascii() else
-                       "a statement starts with a name, 'd/dt(', 'covariate' or 'dose'")
-            raise statement.error(message, start)
+            raise statement.error("a statement starts with a name, 'd/dt(', 'covariate' or 'dose'", start)
         word, after = first.group(1), first.end()
         follows = text[after:after + 1]
         if word == "d" and follows == "/":
@@ -218,7 +217,8 @@ class _Reader:
                 raise statement.error(f"the IIV of '{name}' cannot be negative", omega_at)
         elif fixed_word := _FIXED.match(text, i):
             fixed = True
-            _expect_end(statement, fixed_word.end(), f"'fixed' in the definition of '{name}'")
+            _expect_end(statement, _BLANKS.match(text, fixed_word.end()).end(),
+                        f"'fixed' in the definition of '{name}'")
         else:
             _expect_end(statement, i, f"the value of '{name}'",
                         "; expected a unit in [brackets], '~ OMEGA' or 'fixed'")
