@@ -168,7 +168,7 @@ def tokenize(statement: Statement, start: int, end: int) -> list[Token]:
             tail = _NUMBER_TAIL.match(text, match.end(), end)
             if tail is not None:
                 raise statement.error(f"malformed number '{text[i:tail.end()]}'", i)
-            _check_number(statement, match.group(), i)
+            check_number(statement, match.group(), i)
         elif kind == "op" and match.group() in ("==", "!="):
             raise statement.error(
                 f"'{match.group()}' is not a comparison of the language; use <, <=, > or >=", i)
@@ -188,12 +188,14 @@ def _unexpected(text: str, i: int, end: int) -> str:
     return f"unexpected character {char!r}"
 
 
-def _check_number(statement: Statement, text: str, index: int) -> None:
-    """Reject literals no float64 can hold, before anything converts them."""
+def check_number(statement: Statement, text: str, index: int) -> float:
+    """The value of the number literal ``text`` at ``index``; literals no float64 holds are errors."""
     if len(text) > _MAX_NUMBER_LENGTH:
         raise statement.error(f"the number starting '{text[:12]}...' is too long", index)
-    if not math.isfinite(float(text)):
+    value = float(text)
+    if not math.isfinite(value):
         raise statement.error(f"the number '{text}' is too large", index)
+    return value
 
 
 def expression_source(statement: Statement, start: int, end: int, after: str) -> ExpressionSource:

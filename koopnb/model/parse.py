@@ -40,7 +40,13 @@ from dataclasses import dataclass
 import sympy as sp
 
 from koopnb.errors import ModelError
-from koopnb.model.lexer import ExpressionSource, Statement, expression_source, split_statements
+from koopnb.model.lexer import (
+    ExpressionSource,
+    Statement,
+    check_number,
+    expression_source,
+    split_statements,
+)
 from koopnb.model.spec import (
     TIME,
     Covariate,
@@ -371,10 +377,7 @@ def _parse(statement: Statement, start: int, end: int, after: str) -> tuple[ast.
 
 def _number_value(statement: Statement, number: re.Match) -> float:
     """The float a (possibly signed) number literal stands for; it must fit a float64."""
-    value = float(number.group().replace(" ", "").replace("\t", ""))
-    if not math.isfinite(value):
-        raise statement.error(f"the number '{number.group()}' is too large", number.start())
-    return value
+    return check_number(statement, re.sub(r"[ \t]", "", number.group()), number.start())
 
 
 def _read_unit(statement: Statement, i: int) -> tuple[str | None, int]:
