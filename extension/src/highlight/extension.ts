@@ -5,7 +5,7 @@
  * them when the editor is created (first render) and again on every change.
  * Any other cell gets an empty decoration set and is left exactly as it was.
  */
-import { Extension, Prec, RangeSetBuilder, StateField, Text } from '@codemirror/state';
+import { Extension, RangeSetBuilder, StateField, Text } from '@codemirror/state';
 import { Decoration, DecorationSet, EditorView } from '@codemirror/view';
 
 import { TokenKind, isPkmodelCell, tokenizeLine } from './tokenize';
@@ -56,8 +56,8 @@ const pkmodelField = StateField.define<DecorationSet>({
 });
 
 /**
- * The highlighting extension. Highest precedence makes our marks the innermost
- * DOM nodes, so their theme colours win over the Python highlighter's, which
- * still colours whatever we leave plain.
+ * The highlighting extension, at default precedence: the Python highlighter
+ * (Prec.high) then nests its spans inside ours, so each model token stays one
+ * element; style/base.css colours those inner spans with ours.
  */
-export const pkmodelHighlighting: Extension = Prec.highest(pkmodelField);
+export const pkmodelHighlighting: Extension = pkmodelField;
