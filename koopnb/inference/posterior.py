@@ -1,0 +1,299 @@
+"""Posterior and PopulationPosterior: the draws of a fit, their summaries, and where they go next.
+
+``to_distribution`` feeds the expectation engine (a log-normal fitted to the log-draws, or a kernel
+density on them); ``to_arviz`` hands the chains to ArviZ; ``save``/``load`` keep them on disk.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from koopnb.distributions import Empirical, MvLogNormal
+from koopnb.errors import FitError
+from koopnb.inference import storage
+from koopnb.inference.subjects import Subject
+from koopnb.model.model import Model
+from koopnb.regimen import Dose, Regimen
+
+LEVEL = 0.90
+"""Width of the credible intervals in summaries: 90 % (the 5th to the 95th percentile)."""
+
+
+class Posterior:
+    """Draws of one patient's parameters (those with IIV; the others are fixed at ``fixed``).
+
+    ``draws`` is (n_draws, n_walkers, k) on the natural scale; ``samples`` flattens it to a dict
+    name -> (n_draws·n_walkers,).  ``map`` is the posterior mode.  ``diagnostics`` holds the mean
+    acceptance fraction, the autocorrelation time τ (steps) and effective sample size per parameter,
+    the burn-in and the number of steps.
+    """
+
+    def __init__(self, names, draws: np.ndarray, log_density: np.ndarray, map: dict[str, float],
+                 diagnostics: dict[str, Any], model: Model, subject: Subject, output: str, fixed: dict[str, float]):
+        self.names = tuple(names)
+        self.draws = np.asarray(draws, dtype=float)
+        self.log_density = np.asarray(log_density, dtype=float)
+        self.map = dict(map)
+        self.diagnostics = diagnostics
+        self.model = model
+        self.subject = subject
+        self.output = output
+        self.fixed = dict(fixed)
+
+    @property
+    def samples(self) -> dict[str, np.ndarray]:
+        """name -> 1-D array of every kept draw (walkers interleaved)."""
+        flat = self.draws.reshape(-1, len(self.names))
+        return {name: flat[:, i] for i, name in enumerate(self.names)}
+
+    def parameters(self, n: int | None = None, seed=0) -> dict[str, np.ndarray]:
+        """Every model parameter for ``n`` draws (all when None): sampled ones drawn, the others fixed."""
+        samples = self.samples
+        size = len(next(iter(samples.values())))
+        pick = np.arange(size) if n is None or n >= size else np.random.default_rng(seed).choice(size, n, False)
+        values = {name: np.full(pick.size, value) for name, value in self.fixed.items()}
+        values.update({name: samples[name][pick] for name in self.names})
+        return values
+
+    def summary(self) -> pd.DataFrame:
+        """One row per parameter: MAP, median, 90 % credible interval, posterior CV% (SD / mean)."""
+        rows = {name: {"MAP": self.map.get(name, np.nan), **_describe(values)} for name, values in self.samples.items()}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def to_distribution(self, kind: str = "lognormal"):
+        """The posterior as a koopnb distribution: ``"lognormal"`` (MvLogNormal fitted to the log-draws)
+        or ``"kde"`` (Empirical with a Gaussian kernel density)."""
+        return _distribution(self.samples, kind)
+
+    def to_arviz(self):
+        """An ``arviz.InferenceData`` with one chain per walker and the log-density as sample statistic."""
+        import arviz
+
+        posterior = {name: self.draws[:, :, i].T for i, name in enumerate(self.names)}
+        return arviz.from_dict(posterior=posterior, sample_stats={"lp": self.log_density.T})
+
+    def save(self, path) -> None:
+        """Write the posterior to ``path`` (a .npz file, atomically)."""
+        arrays, header = self._payload("")
+        storage.write(path, arrays, {"kind": "individual", **header})
+
+    @classmethod
+    def load(cls, path) -> Posterior:
+        """Read a posterior written by :meth:`save`."""
+        arrays, header = storage.read(path)
+        if header["kind"] != "individual":
+            raise FitError(f"{path!r} holds a population posterior; read it with PopulationPosterior.load")
+        return cls._from_payload(arrays, header, "", _model_from(header))
+
+    def _payload(self, prefix: str) -> tuple[dict[str, np.ndarray], dict]:
+        subject = self.subject
+        doses = subject.regimen.doses
+        arrays = {f"{prefix}draws": self.draws, f"{prefix}log_density": self.log_density,
+                  f"{prefix}times": subject.times, f"{prefix}values": subject.values, f"{prefix}below": subject.below,
+                  f"{prefix}doses": np.array([[d.amount, d.time, d.duration] for d in doses]).reshape(len(doses), 3)}
+        header = {"names": list(self.names), "map": self.map, "diagnostics": _jsonable(self.diagnostics),
+                  "output": self.output, "fixed": self.fixed, "subject": _jsonable(subject.id),
+                  "covariates": subject.covariates, "cmt": [d.cmt for d in doses], "unit": subject.regimen.unit,
+                  **_model_header(self.model)}
+        return arrays, header
+
+    @classmethod
+    def _from_payload(cls, arrays, header, prefix: str, model: Model) -> Posterior:
+        doses = [Dose(a, t, cmt, d) for (a, t, d), cmt in zip(arrays[f"{prefix}doses"], header["cmt"], strict=True)]
+        subject = Subject(header["subject"], Regimen(doses, unit=header["unit"]), arrays[f"{prefix}times"],
+                          arrays[f"{prefix}values"], arrays[f"{prefix}below"], header["covariates"])
+        return cls(header["names"], arrays[f"{prefix}draws"], arrays[f"{prefix}log_density"], header["map"],
+                   header["diagnostics"], model, subject, header["output"], header["fixed"])
+
+    def __repr__(self) -> str:
+        draws, walkers, _ = self.draws.shape
+        parts = [f"{name} {_interval_text(values)}" for name, values in self.samples.items()]
+        who = "" if self.subject.id is None else f" of subject {self.subject.id!r}"
+        return f"<Posterior{who}: {walkers} walkers × {draws} draws; " + "; ".join(parts) + ">"
+
+    def _repr_html_(self) -> str:
+        draws, walkers, _ = self.draws.shape
+        title = html.escape(f"Posterior: {walkers} walkers × {draws} draws kept, "
+                            f"acceptance {self.diagnostics.get('acceptance_fraction', float('nan')):.2f}")
+        return f"<div class='koopnb-posterior'><b>{title}</b>{self.summary().to_html(float_format='%.4g')}</div>"
+
+
+class PopulationPosterior:
+    """Draws of the population: typical values, IIV (omega, SD of the log) and residual error.
+
+    Sample names: each parameter name for its typical value, ``omega_NAME`` for its IIV (parameters
+    with IIV only), ``OUTPUT.additive`` / ``.proportional`` / ``.sigma`` for the residual error.
+    ``typical``, ``omega`` (covariance of the log-parameters in ``model.parameters`` order, like
+    ``Model.omega``) and ``sigma`` are posterior medians; ``individuals`` maps each subject ID to a
+    :class:`Posterior` of that subject's parameters; ``shrinkage`` is the η-shrinkage (SD) at the mode.
+    """
+
+    def __init__(self, names, draws: np.ndarray, log_density: np.ndarray, map: dict[str, float],
+                 diagnostics: dict[str, Any], model: Model, output: str, individuals: dict[Any, Posterior],
+                 shrinkage: dict[str, float]):
+        self.names = tuple(names)
+        self.draws = np.asarray(draws, dtype=float)
+        self.log_density = np.asarray(log_density, dtype=float)
+        self.map = dict(map)
+        self.diagnostics = diagnostics
+        self.model = model
+        self.output = output
+        self.individuals = individuals
+        self.shrinkage = dict(shrinkage)
+
+    samples = Posterior.samples
+    to_arviz = Posterior.to_arviz
+
+    @property
+    def typical(self) -> dict[str, float]:
+        """Posterior median of each typical value."""
+        return {name: float(np.median(self.samples[name])) for name in self.model.parameters}
+
+    @property
+    def omega(self) -> np.ndarray:
+        """(n_parameters, n_parameters) diagonal covariance of the log-parameters from the median omegas."""
+        samples = self.samples
+        sd = [float(np.median(samples[f"omega_{p}"])) if f"omega_{p}" in samples else 0.0
+              for p in self.model.parameters]
+        return np.diag(np.square(sd))
+
+    @property
+    def sigma(self) -> dict[str, float]:
+        """Posterior median of each residual error parameter, e.g. ``{"conc.additive": 0.69}``."""
+        prefix = f"{self.output}."
+        return {name: float(np.median(values)) for name, values in self.samples.items() if name.startswith(prefix)}
+
+    def summary(self) -> pd.DataFrame:
+        """One row per population quantity: MAP, median, 90 % interval, posterior CV%, η-shrinkage %."""
+        rows = {}
+        for name, values in self.samples.items():
+            row = {"MAP": self.map[name], **_describe(values)}
+            row["shrinkage%"] = 100 * self.shrinkage[name[6:]] if name.startswith("omega_") else np.nan
+            rows[name] = row
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def to_model(self) -> Model:
+        """The model with the fitted population as its priors: typical values, omegas and residual error."""
+        omega = np.sqrt(np.diag(self.omega))
+        errors = {self.output: replace(self.model.error_models[self.output],
+                                       **{name.split(".", 1)[1]: value for name, value in self.sigma.items()})}
+        return _model_with(self.model, self.typical, dict(zip(self.model.parameters, omega, strict=True)), errors)
+
+    def to_distribution(self, kind: str = "lognormal", n: int = 4000, seed=0):
+        """The distribution of a new patient's parameters (with IIV), population uncertainty included:
+        for each population draw, one patient drawn from it; then a log-normal fitted to those, or a KDE."""
+        samples = self.samples
+        size = len(samples[self.names[0]])
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(size, n, replace=size < n)
+        patient = {}
+        for name in self.model.parameters:
+            if f"omega_{name}" in samples:
+                log_value = np.log(samples[name][pick]) + samples[f"omega_{name}"][pick] * rng.standard_normal(n)
+                patient[name] = np.exp(log_value)
+        return _distribution(patient, kind)
+
+    def save(self, path) -> None:
+        """Write the population posterior and every individual posterior to ``path`` (.npz, atomically)."""
+        arrays = {"draws": self.draws, "log_density": self.log_density}
+        individuals = []
+        for i, posterior in enumerate(self.individuals.values()):
+            part, header = posterior._payload(f"subject{i}_")
+            arrays.update(part)
+            individuals.append({key: value for key, value in header.items() if key not in ("model_text", "model_name",
+                                                                                           "parameters", "errors")})
+        header = {"kind": "population", "names": list(self.names), "map": self.map,
+                  "diagnostics": _jsonable(self.diagnostics), "output": self.output, "shrinkage": self.shrinkage,
+                  "individuals": individuals, **_model_header(self.model)}
+        storage.write(path, arrays, header)
+
+    @classmethod
+    def load(cls, path) -> PopulationPosterior:
+        """Read a population posterior written by :meth:`save`."""
+        arrays, header = storage.read(path)
+        if header["kind"] != "population":
+            raise FitError(f"{path!r} holds an individual posterior; read it with Posterior.load")
+        model = _model_from(header)
+        individuals = {}
+        for i, part in enumerate(header["individuals"]):
+            posterior = Posterior._from_payload(arrays, part, f"subject{i}_", model)
+            individuals[posterior.subject.id] = posterior
+        return cls(header["names"], arrays["draws"], arrays["log_density"], header["map"], header["diagnostics"],
+                   model, header["output"], individuals, header["shrinkage"])
+
+    def __repr__(self) -> str:
+        draws, walkers, _ = self.draws.shape
+        parts = [f"{name} {_interval_text(values)}" for name, values in self.samples.items()]
+        return (f"<PopulationPosterior of {len(self.individuals)} subjects: {walkers} walkers × {draws} draws; "
+                + "; ".join(parts) + ">")
+
+    def _repr_html_(self) -> str:
+        draws, walkers, _ = self.draws.shape
+        title = html.escape(f"Population posterior of {len(self.individuals)} subjects: {walkers} walkers × "
+                            f"{draws} draws kept")
+        return f"<div class='koopnb-posterior'><b>{title}</b>{self.summary().to_html(float_format='%.4g')}</div>"
+
+
+def _describe(values: np.ndarray) -> dict[str, float]:
+    low, median, high = np.quantile(values, [(1 - LEVEL) / 2, 0.5, (1 + LEVEL) / 2])
+    mean = float(np.mean(values))
+    spread = 100 * float(np.std(values)) / abs(mean) if mean else np.nan
+    return {"median": median, "5%": low, "95%": high, "CV%": spread}
+
+
+def _interval_text(values: np.ndarray) -> str:
+    row = _describe(values)
+    return f"{row['median']:.4g} (90% {row['5%']:.4g}–{row['95%']:.4g})"
+
+
+def _distribution(samples: dict[str, np.ndarray], kind: str):
+    if kind == "lognormal":
+        logs = np.log(np.stack(list(samples.values()), axis=1))
+        covariance = np.atleast_2d(np.cov(logs, rowvar=False))
+        median = {name: float(np.exp(np.mean(logs[:, i]))) for i, name in enumerate(samples)}
+        return MvLogNormal(median, covariance)
+    if kind == "kde":
+        return Empirical(samples, kde=True)
+    raise FitError(f"kind must be 'lognormal' or 'kde', not {kind!r}")
+
+
+def _model_with(model: Model, typical: dict[str, float], omega: dict[str, float], errors: dict) -> Model:
+    """A new Model from ``model``'s spec with other typical values, omegas and residual errors."""
+    parameters = tuple(replace(p, typical=float(typical.get(p.name, p.typical)),
+                               omega=float(omega.get(p.name, p.omega))) for p in model.spec.parameters)
+    return Model(replace(model.spec, parameters=parameters, errors={**model.spec.errors, **errors}))
+
+
+def _model_header(model: Model) -> dict:
+    return {"model_text": model.spec.text, "model_name": model.name,
+            "parameters": {p.name: [p.typical, p.omega] for p in model.spec.parameters},
+            "errors": {name: [e.kind, e.additive, e.proportional, e.sigma] for name, e in model.error_models.items()}}
+
+
+def _model_from(header: dict) -> Model:
+    from koopnb.model import parse_model
+
+    model = parse_model(header["model_text"], name=header["model_name"])
+    typical = {name: value[0] for name, value in header["parameters"].items()}
+    omega = {name: value[1] for name, value in header["parameters"].items()}
+    errors = {name: replace(model.error_models[name], kind=kind, additive=a, proportional=b, sigma=s)
+              for name, (kind, a, b, s) in header["errors"].items()}
+    return _model_with(model, typical, omega, errors)
+
+
+def _jsonable(value):
+    """Numbers, arrays and IDs as plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
