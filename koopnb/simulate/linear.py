@@ -1,17 +1,24 @@
 """Exact solution of linear compartment models by spectral decomposition and superposition.
 
-For dx/dt = A x the solution after a unit bolus into state i is exp(Aτ) e_i, after a unit-rate
-infusion ∫₀^τ exp(As) ds e_i, and the running integrals of both follow the same pattern.  With
-the eigenvalues λ_k of A and the Frobenius covariants P_k = Π_{j≠k} (A − λ_j I)/(λ_k − λ_j)
-(Horn & Johnson, *Topics in Matrix Analysis*, §6.1), every such matrix function is
-Σ_k g(λ_k, τ) P_k with a scalar g: g₀ = e^{λτ}, g₁ = τ φ₁(λτ), g₂ = τ² φ₂(λτ), where
-φ₁(z) = (e^z − 1)/z and φ₂(z) = (e^z − 1 − z)/z² are evaluated without cancellation.
+For dx/dt = A x the response to a unit bolus into state i is exp(Aτ) e_i.  With the eigenvalues λ_k
+of A and the Frobenius covariants P_k = Π_{j≠k} (A − λ_j I)/(λ_k − λ_j) (Horn & Johnson, *Topics in
+Matrix Analysis*, §6.1), every matrix function the solution needs is Σ_k g(λ_k, τ) P_k with a scalar
+g: g₀ = e^{λτ}, g₁ = τ φ₁(λτ) = ∫₀^τ e^{λs} ds, g₂ = τ² φ₂(λτ) = ∫₀^τ g₁, where φ₁(z) = (e^z − 1)/z and
+φ₂(z) = (e^z − 1 − z)/z² are evaluated without cancellation.  Only the columns P_k e_i of the dosed
+states (and P_k x₀ for the initial state) are ever needed, so those "modal amplitudes" are computed
+once per solution by a few matrix-vector products.
+
+A zero-order infusion of rate r over [s, e] contributes r g₁(τ_s) while it runs and, once it has
+ended, r e^{λτ_e} g₁(d) (d = e − s): written that way rather than as g₁(τ_s) − g₁(τ_e), the decaying
+tail keeps full relative accuracy.  Its running integral is r g₂(τ_s), then r (g₂(d) + g₁(τ_e) g₁(d)).
 
 Eigenvalues come from the diagonal blocks of A (the strongly connected groups of states): one-state
-blocks directly, two-state blocks by the quadratic formula, larger blocks by LAPACK.  Where two
-eigenvalues coincide or nearly coincide (ka = k), the covariants blow up; those parameter sets are
-solved instead with the block matrix exponential of Van Loan (1978), which gives exp(Aτ), G₁ and G₂
-at once and is exact in the confluent case.
+blocks directly, two-state blocks by the quadratic formula, larger blocks by LAPACK.  Everything stays
+real unless an eigenvalue is complex.  Where two eigenvalues coincide or nearly coincide (ka = k), the
+covariants blow up; those parameter sets are solved instead with matrix exponentials: Van Loan's
+(1978) block exponential gives ∫₀^τ e^{As} ds and its integral exactly in the confluent case, and
+e^{Aτ} itself is computed as e^{μτ} exp((A − μI)τ) with μ the largest real part of the spectrum, so a
+decayed concentration keeps its relative accuracy.
 """
 
 from __future__ import annotations
@@ -23,13 +30,17 @@ from koopnb.model.codegen import CompiledModel
 from koopnb.simulate.events import DoseEvents
 
 CONFLUENT_GAP = 1e-3
-"""Relative eigenvalue gap below which a parameter set is solved by the block matrix exponential."""
+"""Relative eigenvalue gap below which a parameter set is solved by matrix exponentials."""
+
+CHUNK_ELEMENTS = 1 << 21
+"""Largest (modes × doses × times × batch) temporary built at once; longer regimens go in chunks."""
 
 
 def phi1(z: np.ndarray) -> np.ndarray:
     """φ₁(z) = (e^z − 1)/z, with φ₁(0) = 1; accurate to rounding for real and complex z."""
-    safe = np.where(z == 0, 1.0, z)
-    return np.where(z == 0, 1.0, np.expm1(safe) / safe)
+    zero = z == 0
+    safe = np.where(zero, 1.0, z)
+    return np.where(zero, 1.0, np.expm1(safe) / safe)
 
 
 def phi2(z: np.ndarray) -> np.ndarray:
@@ -38,50 +49,51 @@ def phi2(z: np.ndarray) -> np.ndarray:
     safe = np.where(small, 1.0, z)
     direct = (np.expm1(safe) - safe) / safe**2
     series = np.zeros_like(z, dtype=np.result_type(z, float))
-    for k in range(12, 1, -1):  # Horner: Σ z^(k−2)/k!, k = 2..12
-        series = series * z + 1.0 / _factorial(k)
+    factorial = np.cumprod(np.arange(1, 13, dtype=float))
+    for k in range(12, 1, -1):  # Horner: Σ z^(k−2)/k!, k = 2..12; the next term is below 1e-17 for |z| < 0.1
+        series = series * z + 1.0 / factorial[k - 1]
     return np.where(small, series, direct)
 
 
-def _factorial(k: int) -> float:
-    return float(np.prod(np.arange(1, k + 1, dtype=float)))
-
-
-def _modal(order: int, lam: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """g_order(λ, τ) for λ (batch, n, 1, 1) and τ ≥ 0 of shape (batch, 1, …)."""
-    z = lam * tau
-    if order == 0:
-        return np.exp(z)
-    if order == 1:
-        return tau * phi1(z)
-    return tau**2 * phi2(z)
-
-
 def eigenvalues(matrix: np.ndarray, blocks: tuple[tuple[int, ...], ...]) -> np.ndarray:
-    """Eigenvalues (batch, n) of a batch of matrices whose diagonal blocks (index groups) are given."""
+    """Eigenvalues (batch, n) of a batch of matrices whose diagonal blocks (index groups) are given.
+
+    The result is real when every eigenvalue of every set is real, complex otherwise.
+    """
     batch = matrix.shape[0]
     values = []
     for block in blocks:
         if len(block) == 1:
-            values.append(matrix[:, block[0], block[0]].astype(complex)[:, None])
+            values.append(matrix[:, block[0], block[0]][:, None])
         elif len(block) == 2:
             i, j = block
             a, b, c, d = matrix[:, i, i], matrix[:, i, j], matrix[:, j, i], matrix[:, j, j]
             half_trace = (a + d) / 2
-            root = np.sqrt(((a - d) / 2) ** 2 + b * c + 0j)
+            discriminant = ((a - d) / 2) ** 2 + b * c
+            root = np.sqrt(discriminant if np.all(discriminant >= 0) else discriminant + 0j)
             # The root of larger magnitude directly, the other from the determinant: no cancellation.
             big = half_trace + np.where(half_trace.real >= 0, root, -root)
             det = a * d - b * c
             small = np.where(big != 0, det / np.where(big == 0, 1, big), half_trace)
             values.append(np.stack([big, small], axis=1))
         else:
-            values.append(np.linalg.eigvals(matrix[:, block][:, :, block]).astype(complex))
-    return np.concatenate(values, axis=1) if values else np.zeros((batch, 0), complex)
+            found = np.linalg.eigvals(matrix[:, block][:, :, block])
+            values.append(found.real if np.all(found.imag == 0) else found)
+    if not values:
+        return np.zeros((batch, 0))
+    dtype = np.result_type(*values)
+    return np.concatenate([v.astype(dtype, copy=False) for v in values], axis=1)
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Product of two batches of small matrices stored batch-last, (n, n, batch)."""
-    return (a[:, :, None] * b[None, :, :]).sum(axis=1)
+def _confluent(lam: np.ndarray) -> np.ndarray:
+    """(batch,) whether two eigenvalues of a set are closer than CONFLUENT_GAP relative to the spectrum."""
+    n = lam.shape[1]
+    scale = CONFLUENT_GAP * np.maximum(np.abs(lam).max(axis=1, initial=0.0), np.finfo(float).tiny)
+    close = np.zeros(lam.shape[0], dtype=bool)
+    for i in range(n):
+        for j in range(i + 1, n):
+            close |= np.abs(lam[:, i] - lam[:, j]) < scale
+    return close
 
 
 class LinearSolution:
@@ -104,97 +116,185 @@ class LinearSolution:
         self.events = events
         self.batch, self.n = initial.shape
         lam = eigenvalues(matrix, compiled.blocks)
-        gap = np.where(np.eye(self.n, dtype=bool), np.inf, np.abs(lam[:, :, None] - lam[:, None, :]))
-        scale = np.maximum(np.abs(lam).max(axis=1, initial=0.0), np.finfo(float).tiny)
-        self.confluent = np.any(gap < CONFLUENT_GAP * scale[:, None, None], axis=(1, 2))
-        real = bool(np.all(lam.imag == 0))
-        self.lam = (lam.real if real else lam).T  # (n, batch)
-        self.projectors = self._covariants()
+        self.confluent = _confluent(lam)
+        self.members = np.flatnonzero(self.confluent)
+        # Confluent sets get distinct stand-in eigenvalues (their amplitudes are zeroed below).
+        self.lam = np.where(self.confluent, np.arange(self.n)[:, None] + 1.0, lam.T)  # (n, batch)
+        self._spectral_abscissa = lam[self.members].real.max(axis=1) if len(self.members) else np.zeros(0)
+        self._by_state = {int(s): events.state == s for s in np.unique(events.state)}
+        self._amplitudes = {s: self._modal_amplitudes(np.eye(self.n)[s][:, None]) for s in self._by_state}
+        self._initial_amplitudes = self._modal_amplitudes(initial.T) if np.any(initial != 0) else None
 
-    def _covariants(self) -> np.ndarray:
-        """Frobenius covariants (n_modes, n, n, batch); confluent sets get zeros (they use expm)."""
-        n = self.n
-        lam = np.where(self.confluent, np.arange(n)[:, None] + 1.0, self.lam)
-        matrix = self.matrix.transpose(1, 2, 0)
-        eye = np.eye(n)[:, :, None]
-        covariants = []
-        for k in range(n):
-            product = np.broadcast_to(eye, (n, n, self.batch)).astype(lam.dtype)
-            for j in range(n):
+    def _modal_amplitudes(self, vector: np.ndarray) -> np.ndarray:
+        """P_k v for every mode k: (n_modes, n, batch) from v (n, batch) or (n, 1); zero for confluent sets."""
+        a = self.matrix.transpose(1, 2, 0)  # (n, n, batch)
+        lam = self.lam
+        vector = np.broadcast_to(vector, (self.n, self.batch))
+        amplitudes = []
+        for k in range(self.n):
+            w = vector.astype(lam.dtype)
+            for j in range(self.n):
                 if j != k:
-                    product = _matmul(product, (matrix - lam[j] * eye) / (lam[k] - lam[j]))
-            covariants.append(product * ~self.confluent)
-        return np.stack(covariants)
+                    w = ((a * w[None]).sum(axis=1) - lam[j] * w) / (lam[k] - lam[j])
+            amplitudes.append(np.where(self.confluent, 0.0, w))
+        return np.stack(amplitudes)
 
-    def _apply(self, order: int, tau: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """G_order(τ) v summed over m, for τ (m, T, batch) and vectors (m, n, batch) → (n, T, batch).
-
-        Zero where τ is negative (a dose that has not happened yet) for every order.
-        """
-        given = tau >= 0
-        tau = np.where(given, tau, 0.0)
-        weights = (self.projectors[:, None] * vectors[None, :, None]).sum(axis=3)  # (k, m, n, batch)
-        modal = _modal(order, self.lam[:, None, None], tau[None]) * given  # (k, m, T, batch)
-        result = (weights[:, :, :, None] * modal[:, :, None]).sum(axis=(0, 1))
-        result = np.array(result.real if np.iscomplexobj(result) else result)
-        if np.any(self.confluent):
-            members = np.flatnonzero(self.confluent)
-            result[..., members] = self._apply_blockexp(order, tau[..., members], given[..., members],
-                                                        members, vectors[..., members])
-        return result
-
-    def _apply_blockexp(self, order, tau, given, members, vectors) -> np.ndarray:
-        """Van Loan's block exponential expm([[A, I, 0], [0, 0, I], [0, 0, 0]] τ) for confluent sets."""
-        n = self.n
-        block = np.zeros((len(members), 3 * n, 3 * n))
-        block[:, :n, :n] = self.matrix[members]
-        block[:, :n, n:2 * n] = np.eye(n)
-        block[:, n:2 * n, 2 * n:] = np.eye(n)
-        tau = tau.transpose(2, 0, 1)  # (members, m, T)
-        scaled = block[:, None, None] * tau[..., None, None]
-        blocks = expm(scaled.reshape(-1, 3 * n, 3 * n)).reshape(*tau.shape, 3 * n, 3 * n)
-        g = blocks[..., :n, order * n:(order + 1) * n] * given.transpose(2, 0, 1)[..., None, None]
-        return np.einsum("bmtij,mjb->itb", g, vectors)
-
+    # -- evaluation --------------------------------------------------------------------------------
     def _times(self, times) -> np.ndarray:
         """Times as (T, batch)."""
         times = np.asarray(times, dtype=float)
         return np.broadcast_to(times[:, None], (times.size, self.batch)) if times.ndim == 1 else times.T
 
-    def _history(self, times, integral: bool) -> np.ndarray:
-        """States (integral=False) or their integrals from 0 (integral=True), (batch, n, T)."""
+    def _history(self, times, integral: bool, left: bool = False) -> np.ndarray:
+        """States (integral=False) or their integrals from 0 (integral=True), (batch, n, T).
+
+        ``left`` takes left limits at bolus times (the state just before the dose); by default states
+        are right-continuous (a bolus at t is included at t).
+        """
         times = self._times(times)
-        order = 1 if integral else 0
         events = self.events
         result = np.zeros((self.n, *times.shape))
-        if np.any(self.initial != 0):
-            result += self._apply(order, times[None], self.initial.T[None])
-        if len(events.state):
-            unit = np.eye(self.n)[events.state][:, :, None]  # (doses, n, 1)
-            bolus = events.duration == 0
-            if np.any(bolus):
-                since = times[None] - events.start.T[bolus][:, None]
-                result += self._apply(order, since, unit[bolus] * events.amount.T[bolus][:, None])
-            infusion = ~bolus
-            if np.any(infusion):
-                weighted = unit[infusion] * events.rate.T[infusion][:, None]
-                # Unit-rate infusion from start: G_{order+1}(t − start) − G_{order+1}(t − end).
-                result += self._apply(order + 1, times[None] - events.start.T[infusion][:, None], weighted)
-                result -= self._apply(order + 1, times[None] - events.end.T[infusion][:, None], weighted)
+        if self._initial_amplitudes is not None:
+            modes = _initial_modes(self.lam[:, None], times[None], integral)
+            result += _combine(self._initial_amplitudes, modes)
+        latest = times.max(initial=0.0)
+        for state, chosen in self._by_state.items():
+            # Doses that start after every requested time contribute nothing.
+            chosen = chosen & (events.start.min(axis=0, initial=np.inf) <= latest)
+            indices = np.flatnonzero(chosen)
+            step = max(1, CHUNK_ELEMENTS // max(1, self.n * times.size))
+            for first in range(0, len(indices), step):
+                part = indices[first:first + step]
+                modes = _dose_modes(self.lam[:, None, None], times[None, None], events.start.T[part][None, :, None],
+                                    events.duration[part][None, :, None, None], events.amount.T[part][None, :, None],
+                                    integral, left)
+                result += _combine(self._amplitudes[state], modes)
+        if len(self.members):
+            result[..., self.members] = self._confluent_history(times[:, self.members], integral, left)
         return result.transpose(2, 0, 1)
 
-    def states(self, times) -> np.ndarray:
-        """(batch, n_states, n_times) amounts in each state."""
-        return self._history(times, integral=False)
+    def _confluent_history(self, times: np.ndarray, integral: bool, left: bool) -> np.ndarray:
+        """(n, T, members) states or integrals of the confluent sets, by matrix exponentials."""
+        members, events, n = self.members, self.events, self.n
+        functions = _MatrixFunctions(self.matrix[members], self._spectral_abscissa)
+        result = np.zeros((n, *times.shape))
+        initial = self.initial[members].T  # (n, members)
+        if np.any(initial != 0):
+            g = functions(1 if integral else 0, times)
+            result += np.einsum("tmij,jm->itm", g, initial)
+        for j in range(len(events.duration)):
+            start, amount = events.start[members, j], events.amount[members, j]
+            duration = events.duration[j]
+            since = times - start
+            given = since > 0 if (left and duration == 0) else since >= 0
+            unit = np.eye(n)[events.state[j]]
+            if duration == 0:
+                g = functions(1 if integral else 0, np.where(given, since, 0.0)) @ unit  # (T, m, n)
+                weight = amount
+            else:
+                ended = times - (start + duration)
+                running = functions(2 if integral else 1, np.clip(since, 0.0, duration)) @ unit
+                after = np.where(ended >= 0, ended, 0.0)
+                whole = np.broadcast_to(duration, times.shape)
+                full_1 = functions(1, whole) @ unit
+                if integral:
+                    tail = functions(2, whole) @ unit + np.einsum("tmij,tmj->tmi", functions(1, after), full_1)
+                else:
+                    tail = np.einsum("tmij,tmj->tmi", functions(0, after), full_1)
+                g = np.where((ended >= 0)[..., None], tail, running)
+                weight = amount / duration
+            result += (g * (given * weight)[..., None]).transpose(2, 0, 1)
+        return result
+
+    def states(self, times, left: bool = False) -> np.ndarray:
+        """(batch, n_states, n_times) amounts in each state (left limits at bolus times if ``left``)."""
+        return self._history(times, integral=False, left=left)
 
     def state_integrals(self, times) -> np.ndarray:
         """(batch, n_states, n_times) ∫₀ᵗ x(s) ds."""
         return self._history(times, integral=True)
 
-    def inputs(self, times) -> np.ndarray:
-        """(batch, n_states, n_times) infusion input rates at each time (right-continuous)."""
-        times = self._times(times).T  # (batch, T)
-        events = self.events
-        active = ((times[:, None, :] >= events.start[:, :, None]) & (times[:, None, :] < events.end[:, :, None]))
-        rates = events.rate[:, :, None] * active
-        return np.einsum("bdt,di->bit", rates, np.eye(self.n)[events.state])
+    def inputs(self, times, left: bool = False) -> np.ndarray:
+        """(batch, n_states, n_times) infusion input rates at each time (right-continuous; left limits if ``left``)."""
+        return infusion_inputs(self.events, self._times(times).T, self.n, left)
+
+
+def infusion_inputs(events: DoseEvents, times: np.ndarray, n: int, left: bool = False) -> np.ndarray:
+    """(batch, n, T) total infusion rate into each state at times (batch, T) or (1, T)."""
+    infusion = np.flatnonzero(events.duration > 0)
+    result = np.zeros((events.start.shape[0], n, times.shape[-1]))
+    for j in infusion:
+        start, end = events.start[:, j, None], events.end[:, j, None]
+        active = (times > start) & (times <= end) if left else (times >= start) & (times < end)
+        result[:, events.state[j]] += events.rate[:, j, None] * active
+    return result
+
+
+def _combine(amplitudes: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    """Σ_k amplitude_k g_k: (n, T, batch) from amplitudes (k, n, batch) and modal sums (k, T, batch)."""
+    total = amplitudes[0][:, None] * modes[0][None]
+    for k in range(1, len(modes)):
+        total = total + amplitudes[k][:, None] * modes[k][None]
+    return total.real if np.iscomplexobj(total) else total
+
+
+def _g(order: int, lam: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """g_order(λ, τ) for τ ≥ 0: e^{λτ}, ∫₀^τ e^{λs} ds, or its integral again."""
+    z = lam * tau
+    if order == 0:
+        return np.exp(z)
+    if order == 1:
+        return tau * phi1(z)
+    return tau**2 * phi2(z)
+
+
+def _initial_modes(lam: np.ndarray, times: np.ndarray, integral: bool) -> np.ndarray:
+    """(k, T, batch) modal response to the initial state: g₀ or g₁ at t."""
+    return _g(1 if integral else 0, lam, times)
+
+
+def _dose_modes(lam, times, start, duration, amount, integral: bool, left: bool) -> np.ndarray:
+    """(k, T, batch) modal response summed over a group of doses.
+
+    lam (k, 1, 1, batch); times (1, 1, T, batch); start and amount (1, D, 1, batch); duration (1, D, 1, 1).
+    """
+    since = times - start
+    bolus = duration == 0
+    given = np.where(bolus & left, since > 0, since >= 0)
+    tau = np.where(given, since, 0.0)
+    if np.all(bolus):
+        return (_g(1 if integral else 0, lam, tau) * (amount * given)).sum(axis=1)
+    length = np.where(bolus, 1.0, duration)
+    rate = np.where(bolus, amount, amount / length)
+    running = np.minimum(tau, length)
+    ended = np.maximum(tau - length, 0.0)
+    full = _g(1, lam, length)
+    if integral:
+        infused = np.where(tau > length, _g(2, lam, length) + _g(1, lam, ended) * full, _g(2, lam, running))
+    else:
+        infused = np.where(tau > length, _g(0, lam, ended) * full, _g(1, lam, running))
+    response = np.where(bolus, _g(1 if integral else 0, lam, tau), infused)
+    return (response * (rate * given)).sum(axis=1)
+
+
+class _MatrixFunctions:
+    """e^{Aτ}, ∫₀^τ e^{As} ds and its integral for a few matrices A (m, n, n), exact when eigenvalues coincide."""
+
+    def __init__(self, matrix: np.ndarray, shift: np.ndarray):
+        m, n, _ = matrix.shape
+        self.n = n
+        self.shift = shift  # (m,) largest real part of each spectrum
+        self.shifted = matrix - shift[:, None, None] * np.eye(n)
+        self.block = np.zeros((m, 3 * n, 3 * n))
+        self.block[:, :n, :n] = matrix
+        self.block[:, :n, n:2 * n] = np.eye(n)
+        self.block[:, n:2 * n, 2 * n:] = np.eye(n)
+
+    def __call__(self, order: int, tau: np.ndarray) -> np.ndarray:
+        """(T, m, n, n) for τ (T, m) ≥ 0."""
+        n = self.n
+        if order == 0:
+            scaled = expm(self.shifted[None] * tau[..., None, None])
+            return scaled * np.exp(self.shift * tau)[..., None, None]
+        whole = expm(self.block[None] * tau[..., None, None])
+        return whole[..., :n, order * n:(order + 1) * n]

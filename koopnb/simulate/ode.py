@@ -22,6 +22,7 @@ from scipy.sparse import identity, kron
 from koopnb.errors import SimulationError
 from koopnb.model.codegen import CompiledModel
 from koopnb.simulate.events import DoseEvents
+from koopnb.simulate.linear import infusion_inputs
 
 IMPLICIT = ("BDF", "Radau")
 
@@ -88,33 +89,31 @@ class OdeSolution:
             state = solution.y[:, -1].reshape(state.shape).copy()
         self._ends = np.array([b for _, b, _ in self.segments])
 
-    def _evaluate(self, times) -> np.ndarray:
-        """(n_components, batch, n_times) stacked solution at shared times."""
+    def _evaluate(self, times, left: bool = False) -> np.ndarray:
+        """(n_components, batch, n_times) stacked solution at shared times (left limits at boundaries if ``left``)."""
         times = np.asarray(times, dtype=float)
         if times.ndim != 1:
             raise SimulationError("a nonlinear model is evaluated at times shared by all parameter sets")
         if times.size and (times.min() < 0 or times.max() > self.horizon * (1 + 1e-12)):
             raise SimulationError(f"times must lie within [0, {self.horizon:g}] h for this solution")
         out = np.empty((self.n + len(self.integrate), self.batch, times.size))
-        # Right-continuous at dose times: a time on a boundary belongs to the segment that starts there.
-        segment = np.minimum(np.searchsorted(self._ends, times, side="right"), len(self.segments) - 1)
+        # Right-continuous at dose times: a time on a boundary belongs to the segment that starts there
+        # (or, for left limits, to the one that ends there).
+        segment = np.minimum(np.searchsorted(self._ends, times, side="left" if left else "right"),
+                             len(self.segments) - 1)
         for k in np.unique(segment):
             chosen = segment == k
             out[:, :, chosen] = self.segments[k][2](times[chosen]).reshape(-1, self.batch, chosen.sum())
         return out
 
-    def states(self, times) -> np.ndarray:
-        """(batch, n_states, n_times) amounts in each state."""
-        return self._evaluate(times)[: self.n].transpose(1, 0, 2)
+    def states(self, times, left: bool = False) -> np.ndarray:
+        """(batch, n_states, n_times) amounts in each state (left limits at dose times if ``left``)."""
+        return self._evaluate(times, left)[: self.n].transpose(1, 0, 2)
 
     def output_integrals(self, times) -> np.ndarray:
         """(batch, n_integrated, n_times) ∫₀ᵗ output(s) ds for the outputs in ``integrate``."""
         return self._evaluate(times)[self.n:].transpose(1, 0, 2)
 
-    def inputs(self, times) -> np.ndarray:
-        """(batch, n_states, n_times) infusion input rates at each time (right-continuous)."""
-        times = np.asarray(times, dtype=float)
-        events = self.events
-        active = (times[None, None, :] >= events.start[:, :, None]) & (times[None, None, :] < events.end[:, :, None])
-        rates = events.rate[:, :, None] * active
-        return np.einsum("bdt,di->bit", rates, np.eye(self.n)[events.state])
+    def inputs(self, times, left: bool = False) -> np.ndarray:
+        """(batch, n_states, n_times) infusion input rates at each time (right-continuous; left limits if ``left``)."""
+        return infusion_inputs(self.events, np.asarray(times, dtype=float)[None], self.n, left)

@@ -60,9 +60,13 @@ class Trajectory:
     def _broadcast_args(self, times: np.ndarray) -> list[np.ndarray]:
         return [np.asarray(a)[:, None] for a in self.args]
 
-    def states(self, times) -> np.ndarray:
-        """(batch, n_states, n_times) amounts in each state."""
-        return self.solution.states(times)
+    def states(self, times, left: bool = False) -> np.ndarray:
+        """(batch, n_states, n_times) amounts in each state.
+
+        States are right-continuous: a bolus at t is included at t.  ``left=True`` gives the left
+        limits instead (the amounts just before any bolus given at that time).
+        """
+        return self.solution.states(times, left=left)
 
     def outputs(self, times) -> dict[str, np.ndarray]:
         """Every output and state at ``times``: name -> (batch, n_times)."""
@@ -73,27 +77,36 @@ class Trajectory:
         result.update({name: states[:, i] for i, name in enumerate(self.compiled.states)})
         return result
 
-    def output(self, name: str, times) -> np.ndarray:
-        """(batch, n_times) one output (or state) at ``times``."""
-        if name in self.compiled.states:
-            return self.states(times)[:, self.compiled.states.index(name)]
+    def output(self, name: str, times, left: bool = False) -> np.ndarray:
+        """(batch, n_times) one output (or state) at ``times`` (left limits at dose times if ``left``)."""
+        return self._output(name, np.asarray(times, dtype=float), self.states(times, left=left))
+
+    def output_rate(self, name: str, times, left: bool = False) -> np.ndarray:
+        """(batch, n_times) d(output)/dt, including the infusion inputs (right derivative at dose times,
+        left derivative if ``left``)."""
         times = np.asarray(times, dtype=float)
-        states = self.states(times).transpose(1, 0, 2)
-        values = self.compiled.output_values(times, *states, *self._broadcast_args(times))
+        return self._rate(name, times, self.states(times, left=left), left)
+
+    def output_and_rate(self, name: str, times, left: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(value, rate), each (batch, n_times): :meth:`output` and :meth:`output_rate` from one state evaluation."""
+        times = np.asarray(times, dtype=float)
+        states = self.states(times, left=left)
+        return self._output(name, times, states), self._rate(name, times, states, left)
+
+    def _output(self, name: str, times: np.ndarray, states: np.ndarray) -> np.ndarray:
+        if name in self.compiled.states:
+            return states[:, self.compiled.states.index(name)]
+        values = self.compiled.output_values(times, *states.transpose(1, 0, 2), *self._broadcast_args(times))
         return np.array(values[self.compiled.outputs.index(name)])
 
-    def output_rate(self, name: str, times) -> np.ndarray:
-        """(batch, n_times) d(output)/dt, including the infusion inputs (right derivative at dose times)."""
-        times = np.asarray(times, dtype=float)
-        states = self.states(times)
-        inputs = self.solution.inputs(times)
+    def _rate(self, name: str, times: np.ndarray, states: np.ndarray, left: bool) -> np.ndarray:
+        inputs = self.solution.inputs(times, left=left)
+        args = (times, *states.transpose(1, 0, 2), *self._broadcast_args(times))
         if name in self.compiled.states:
             i = self.compiled.states.index(name)
-            rhs = self.compiled.rhs(times, *states.transpose(1, 0, 2), *self._broadcast_args(times))
-            return rhs[i] + inputs[:, i]
+            return self.compiled.rhs(*args)[i] + inputs[:, i]
         k = self.compiled.outputs.index(name)
         n = len(self.compiled.states)
-        args = (times, *states.transpose(1, 0, 2), *self._broadcast_args(times))
         along = self.compiled.output_rates(*args)[k]
         gradient = self.compiled.output_gradient(*args)[k * n:(k + 1) * n]
         return along + sum(g * inputs[:, i] for i, g in enumerate(gradient))
