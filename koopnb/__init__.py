@@ -24,6 +24,7 @@ from koopnb.errors import (
     RegimenError,
     SimulationError,
 )
+from koopnb.expectation import ExpectationResult, expectation, probability
 from koopnb.metrics import AUC, Cmax, Cmin, Conc, Target, TimeAbove, Window
 from koopnb.model import Model, parse_model
 from koopnb.regimen import Dose, Regimen
@@ -40,6 +41,7 @@ __all__ = [
     "Dose",
     "Empirical",
     "ExpectationError",
+    "ExpectationResult",
     "FitError",
     "Joint",
     "KoopnbError",
@@ -58,5 +60,7 @@ __all__ = [
     "Uniform",
     "Window",
     "datasets",
+    "expectation",
     "parse_model",
+    "probability",
 ]

@@ -1,0 +1,154 @@
+"""Refinement drivers: apply a family of quadrature rules level by level until two levels agree.
+
+Each driver integrates a vectorised function ``f(z (n, d)) -> (n, k)`` against N(0, I_d) and reports
+the finest level's value with the larger of the last two level-to-level differences as its error
+estimate.  One difference alone can vanish by coincidence at low order (two rules that happen to agree);
+two successive ones rarely do, and each bounds the error of a coarser level, so for a convergent rule
+the estimate is a cautious bound on the finest one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from koopnb.expectation.gauss import gauss_hermite, smolyak_rule, tensor_rule, tensor_size
+
+ORDERS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
+"""Gauss–Hermite orders tried per direction; roughly geometric so the work grows by a bounded factor."""
+
+
+@dataclass
+class Outcome:
+    """What a driver found: value and error (k,), whether the tolerance was met, and the levels it went through."""
+
+    value: np.ndarray
+    error: np.ndarray
+    converged: bool
+    rule: str
+    history: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+
+def within(value: np.ndarray, error: np.ndarray, rtol: float, atol: float) -> bool:
+    """True when every component's error is within max(atol, rtol·|value|)."""
+    return bool(np.all(error <= np.maximum(atol, rtol * np.abs(value))))
+
+
+def _next_order(n: int) -> int:
+    larger = [m for m in ORDERS if m > n]
+    return larger[0] if larger else int(n * 1.5)
+
+
+def _rule_value(f: Callable, nodes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return weights @ f(nodes)
+
+
+def tensor_adaptive(f: Callable, dim: int, rtol: float, atol: float, max_nodes: int,
+                    counter: Callable[[], int]) -> Outcome:
+    """Anisotropic tensor Gauss–Hermite with per-direction orders chosen by one-dimensional probes.
+
+    A probe integrates f along each axis through the origin with rules of increasing order until two
+    successive orders agree to a quarter of the tolerance: the lower of the two becomes the direction's
+    coarse order and the higher its fine order (directions f does not depend on keep one point).  The
+    coarse and fine tensor rules are then compared; while they disagree, both move up one order.
+    """
+    history: list = []
+    coarse_orders, fine_orders = [], []
+    for j in range(dim):
+        previous, previous_order, order = None, ORDERS[0], ORDERS[0]
+        while True:
+            x, w = gauss_hermite(order)
+            nodes = np.zeros((order, dim))
+            nodes[:, j] = x
+            value = w @ f(nodes)
+            if previous is not None and within(value, np.abs(value - previous), rtol / 4, atol / 4):
+                break
+            if order >= ORDERS[-1]:
+                break
+            previous, previous_order, order = value, order, _next_order(order)
+        flat = previous is not None and np.all(value == previous) and order == ORDERS[1]
+        coarse_orders.append(1 if flat else previous_order)
+        fine_orders.append(1 if flat else order)
+    active = [n > 1 for n in fine_orders]
+    rules = [tuple(_previous_order(n) if a else n for n, a in zip(coarse_orders, active, strict=True)),
+             tuple(coarse_orders)]
+    values = [_rule_value(f, *tensor_rule(rule)) for rule in rules]
+    history.extend((counter(), v, np.full_like(v, np.nan)) for v in values)
+    fine_rule = tuple(fine_orders)
+    while True:
+        if tensor_size(fine_rule) > max_nodes:
+            error = history[-1][2]
+            return Outcome(values[-1], np.where(np.isnan(error), np.inf, error), False, _tensor_name(rules[-1]),
+                           history, [f"stopped refining: the next tensor rule needs {tensor_size(fine_rule)} nodes, "
+                                     f"more than max_nodes={max_nodes}"])
+        values.append(_rule_value(f, *tensor_rule(fine_rule)))
+        rules.append(fine_rule)
+        error = np.maximum(np.abs(values[-1] - values[-2]), np.abs(values[-2] - values[-3]))
+        history.append((counter(), values[-1], error))
+        if within(values[-1], error, rtol, atol) or not any(active):
+            return Outcome(values[-1], error, within(values[-1], error, rtol, atol), _tensor_name(fine_rule),
+                           history)
+        fine_rule = tuple(_next_order(n) if a else n for n, a in zip(fine_rule, active, strict=True))
+
+
+def _previous_order(n: int) -> int:
+    smaller = [m for m in ORDERS if m < n]
+    return smaller[-1] if smaller else 1
+
+
+def _tensor_name(orders: tuple[int, ...]) -> str:
+    return f"tensor Gauss-Hermite {'x'.join(str(n) for n in orders)} ({tensor_size(orders)} nodes)"
+
+
+class _Cache:
+    """Values of f at nodes already evaluated, matched by rounded coordinates (vectorised)."""
+
+    def __init__(self, f: Callable):
+        self.f = f
+        self.keys = None
+        self.values = None
+
+    def __call__(self, nodes: np.ndarray) -> np.ndarray:
+        keys = np.round(nodes, 12)
+        if self.keys is None:
+            self.keys, self.values = keys, self.f(nodes)
+            return self.values
+        everything = np.concatenate([self.keys, keys])
+        unique, first, inverse = np.unique(everything, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        known = first < len(self.keys)
+        new_rows = np.flatnonzero(~known)
+        values = np.empty((len(unique), self.values.shape[1]))
+        values[known] = self.values[first[known]]
+        if len(new_rows):
+            values[new_rows] = self.f(everything[first[new_rows]])
+        self.keys, self.values = unique, values
+        return values[inverse[len(everything) - len(keys):]]
+
+
+def smolyak_adaptive(f: Callable, dim: int, rtol: float, atol: float, max_nodes: int,
+                     counter: Callable[[], int]) -> Outcome:
+    """Smolyak sparse grids of increasing level; nodes shared between levels are evaluated once."""
+    cached = _Cache(f)
+    history: list = []
+    level = dim + 2
+    values = [_rule_value(cached, *smolyak_rule(dim, q)) for q in (dim, dim + 1)]
+    history.extend((counter(), v, np.full_like(v, np.nan)) for v in values)
+    while True:
+        nodes, weights = smolyak_rule(dim, level)
+        if len(nodes) > max_nodes:
+            error = history[-1][2]
+            return Outcome(values[-1], np.where(np.isnan(error), np.inf, error), False,
+                           f"Smolyak Gauss-Hermite level {level - 1 - dim}", history,
+                           [f"stopped refining: the next sparse grid needs {len(nodes)} nodes, more than "
+                            f"max_nodes={max_nodes}"])
+        values.append(weights @ cached(nodes))
+        error = np.maximum(np.abs(values[-1] - values[-2]), np.abs(values[-2] - values[-3]))
+        history.append((counter(), values[-1], error))
+        if within(values[-1], error, rtol, atol):
+            return Outcome(values[-1], error, True,
+                           f"Smolyak Gauss-Hermite level {level - dim} ({len(nodes)} nodes)", history)
+        level += 1

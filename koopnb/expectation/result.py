@@ -1,0 +1,58 @@
+"""The answer of an expectation: a value with its error estimate and what it cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    """An expectation over parameter uncertainty.
+
+    ``value`` and ``error`` are floats for one quantity and arrays for a list of quantities.  ``error``
+    estimates |value − truth|: the difference of two successive quadrature levels for the Koopman rules,
+    the integrator's own estimate for adaptive cubature, the standard error for Monte Carlo and
+    randomised QMC.  ``n_evals`` counts every parameter set simulated (root-finding steps included);
+    ``converged`` is True only when the error met the tolerance.  ``history`` holds one
+    ``(n_evals, value, error)`` row per level, for convergence plots.
+    """
+
+    value: float | np.ndarray
+    error: float | np.ndarray
+    n_evals: int
+    method: str
+    converged: bool
+    elapsed: float
+    rule: str = ""
+    label: str | tuple[str, ...] = ""
+    history: tuple = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __str__(self) -> str:
+        if np.ndim(self.value) == 0:
+            body = f"{_label_text(self.label)}{self.value:.6g} ± {self.error:.2g}"
+        else:
+            body = "; ".join(f"{name} = {v:.6g} ± {e:.2g}"
+                             for name, v, e in zip(self.label, self.value, self.error, strict=True))
+        status = "converged" if self.converged else "NOT converged"
+        return f"{body} ({self.method}, {self.rule}; {self.n_evals} model evaluations, {status})"
+
+    def __repr__(self) -> str:
+        return f"<ExpectationResult {self}>"
+
+    def to_dict(self) -> dict:
+        """A JSON-ready summary (used by the notebook display)."""
+        return {"label": self.label if isinstance(self.label, str) else list(self.label),
+                "value": np.asarray(self.value).tolist(), "error": np.asarray(self.error).tolist(),
+                "n_evals": int(self.n_evals), "method": self.method, "rule": self.rule,
+                "converged": bool(self.converged), "elapsed": float(self.elapsed),
+                "warnings": list(self.warnings)}
+
+
+def _label_text(label) -> str:
+    return f"{label} = " if label else ""
