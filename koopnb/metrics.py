@@ -118,26 +118,41 @@ class Conc(Metric):
 
 
 class _Curve:
-    """One output of a trajectory on [t0, t1]: a bracketing grid and exact (or Hermite) evaluation."""
+    """One output of a trajectory on [t0, t1]: a bracketing grid and exact (or Hermite) evaluation.
+
+    ``value``/``slope`` are right limits at the grid times and ``value_before``/``slope_before`` left
+    limits; they differ only at dose starts and infusion ends, so left limits are evaluated there alone.
+    """
 
     def __init__(self, trajectory, name: str, t0: float, t1: float):
         self.trajectory, self.name = trajectory, name
         batch = trajectory.batch
         breaks = trajectory.breakpoints()
         inside = np.where((breaks > t0) & (breaks < t1), breaks, t0)
-        base = np.linspace(t0, t1, GRID_POINTS)
         if trajectory.exact:
-            self.grid = np.sort(np.concatenate([np.broadcast_to(base, (batch, base.size)), inside], axis=1), axis=1)
+            base = np.broadcast_to(np.linspace(t0, t1, GRID_POINTS), (batch, GRID_POINTS))
+            joined = np.concatenate([base, inside, np.full((batch, 1), t1)], axis=1)
+            order = np.argsort(joined[:, :-1], axis=1, kind="stable")
+            self.grid = np.take_along_axis(joined[:, :-1], order, axis=1)
+            # Where the breakpoints (and t1) landed in the sorted grid: the only places left limits differ.
+            rank = np.argsort(order, axis=1)
+            jumps = np.concatenate([rank[:, GRID_POINTS:], np.full((batch, 1), self.grid.shape[1] - 1)], axis=1)
+            jump_times = joined[:, GRID_POINTS:]
         else:
             self.grid = np.unique(np.concatenate([np.linspace(t0, t1, 4 * GRID_POINTS), inside.ravel()]))
-        # Values and slopes just after each grid time (right limits) and just before (left limits).
-        before = self.grid - 1e-10 * (1 + np.abs(self.grid))
-        self.value = trajectory.output(name, self.grid)
-        self.slope = trajectory.output_rate(name, self.grid)
-        self.value_before = trajectory.output(name, np.maximum(before, 0))
-        self.slope_before = trajectory.output_rate(name, np.maximum(before, 0))
+            jumps = np.flatnonzero(np.isin(self.grid, np.append(inside.ravel(), t1)))
+            jump_times = self.grid[jumps]
+        self.value, self.slope = trajectory.output_and_rate(name, self.grid)
+        left_value, left_slope = trajectory.output_and_rate(name, jump_times, left=True)
         if not trajectory.exact:
             self.grid = np.broadcast_to(self.grid, self.value.shape)
+            jumps = np.broadcast_to(jumps, left_value.shape)
+        self.value_before, self.slope_before = self.value.copy(), self.slope.copy()
+        np.put_along_axis(self.value_before, jumps, left_value, axis=1)
+        np.put_along_axis(self.slope_before, jumps, left_slope, axis=1)
+        # Nothing before t0 belongs to the interval (breakpoints outside it were parked at t0).
+        start = self.grid == t0
+        self.value_before[start], self.slope_before[start] = self.value[start], self.slope[start]
 
     def evaluate(self, times: np.ndarray, cell: np.ndarray, derivative: bool) -> np.ndarray:
         """Output (or its slope) at per-set times (batch, k) lying in grid cells ``cell`` (batch, k)."""

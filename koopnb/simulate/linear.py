@@ -39,8 +39,10 @@ CHUNK_ELEMENTS = 1 << 21
 def phi1(z: np.ndarray) -> np.ndarray:
     """φ₁(z) = (e^z − 1)/z, with φ₁(0) = 1; accurate to rounding for real and complex z."""
     zero = z == 0
-    safe = np.where(zero, 1.0, z)
-    return np.where(zero, 1.0, np.expm1(safe) / safe)
+    result = np.expm1(z)
+    np.divide(result, z, out=result, where=~zero)
+    result[zero] = 1.0
+    return result
 
 
 def phi2(z: np.ndarray) -> np.ndarray:
@@ -86,13 +88,18 @@ def eigenvalues(matrix: np.ndarray, blocks: tuple[tuple[int, ...], ...]) -> np.n
 
 
 def _confluent(lam: np.ndarray) -> np.ndarray:
-    """(batch,) whether two eigenvalues of a set are closer than CONFLUENT_GAP relative to the spectrum."""
-    n = lam.shape[1]
-    scale = CONFLUENT_GAP * np.maximum(np.abs(lam).max(axis=1, initial=0.0), np.finfo(float).tiny)
-    close = np.zeros(lam.shape[0], dtype=bool)
+    """(batch,) whether two eigenvalues of a set are closer than CONFLUENT_GAP relative to the spectrum.
+
+    ``lam`` is (n, batch).
+    """
+    n, batch = lam.shape
+    if n < 2:
+        return np.zeros(batch, dtype=bool)
+    scale = CONFLUENT_GAP * np.maximum(np.abs(lam).max(axis=0), np.finfo(float).tiny)
+    close = np.zeros(batch, dtype=bool)
     for i in range(n):
         for j in range(i + 1, n):
-            close |= np.abs(lam[:, i] - lam[:, j]) < scale
+            close |= np.abs(lam[i] - lam[j]) < scale
     return close
 
 
@@ -115,29 +122,39 @@ class LinearSolution:
         self.initial = initial
         self.events = events
         self.batch, self.n = initial.shape
-        lam = eigenvalues(matrix, compiled.blocks)
+        self._a = matrix.transpose(1, 2, 0)  # (n, n, batch): element [i, j] is one long array
+        lam = np.ascontiguousarray(eigenvalues(matrix, compiled.blocks).T)  # (n, batch)
         self.confluent = _confluent(lam)
         self.members = np.flatnonzero(self.confluent)
-        # Confluent sets get distinct stand-in eigenvalues (their amplitudes are zeroed below).
-        self.lam = np.where(self.confluent, np.arange(self.n)[:, None] + 1.0, lam.T)  # (n, batch)
-        self._spectral_abscissa = lam[self.members].real.max(axis=1) if len(self.members) else np.zeros(0)
+        self._spectral_abscissa = lam[:, self.members].real.max(axis=0) if len(self.members) else np.zeros(0)
+        if len(self.members):  # distinct stand-in eigenvalues; the amplitudes of these sets are zeroed
+            lam[:, self.members] = np.arange(self.n)[:, None] + 1.0
+        self.lam = lam
         self._by_state = {int(s): events.state == s for s in np.unique(events.state)}
         self._amplitudes = {s: self._modal_amplitudes(np.eye(self.n)[s][:, None]) for s in self._by_state}
         self._initial_amplitudes = self._modal_amplitudes(initial.T) if np.any(initial != 0) else None
 
     def _modal_amplitudes(self, vector: np.ndarray) -> np.ndarray:
-        """P_k v for every mode k: (n_modes, n, batch) from v (n, batch) or (n, 1); zero for confluent sets."""
-        a = self.matrix.transpose(1, 2, 0)  # (n, n, batch)
-        lam = self.lam
-        vector = np.broadcast_to(vector, (self.n, self.batch))
-        amplitudes = []
-        for k in range(self.n):
-            w = vector.astype(lam.dtype)
-            for j in range(self.n):
+        """P_k v for every mode k: (n_modes, n, batch) from v (n, batch) or (n, 1); zero for confluent sets.
+
+        The covariants sum to the identity, so the last mode is v minus the others.
+        """
+        a, lam, n = self._a, self.lam, self.n
+        amplitudes = np.empty((n, n, self.batch), dtype=lam.dtype)
+        rest = np.broadcast_to(vector, (n, self.batch)).astype(lam.dtype)
+        for k in range(n - 1):
+            w = [vector[i] for i in range(n)]
+            for j in range(n):
                 if j != k:
-                    w = ((a * w[None]).sum(axis=1) - lam[j] * w) / (lam[k] - lam[j])
-            amplitudes.append(np.where(self.confluent, 0.0, w))
-        return np.stack(amplitudes)
+                    scale = 1.0 / (lam[k] - lam[j])
+                    w = [(sum(a[i, m] * w[m] for m in range(n) if np.any(w[m])) - lam[j] * w[i]) * scale
+                         for i in range(n)]
+            amplitudes[k] = w
+            rest -= amplitudes[k]
+        amplitudes[n - 1] = rest
+        if len(self.members):
+            amplitudes[..., self.members] = 0.0
+        return amplitudes
 
     # -- evaluation --------------------------------------------------------------------------------
     def _times(self, times) -> np.ndarray:
@@ -244,6 +261,8 @@ def _g(order: int, lam: np.ndarray, tau: np.ndarray) -> np.ndarray:
     if order == 0:
         return np.exp(z)
     if order == 1:
+        if np.all(lam != 0):  # the common case needs no guard for λ = 0: expm1(λτ)/λ
+            return np.expm1(z) / lam
         return tau * phi1(z)
     return tau**2 * phi2(z)
 
@@ -260,10 +279,15 @@ def _dose_modes(lam, times, start, duration, amount, integral: bool, left: bool)
     """
     since = times - start
     bolus = duration == 0
+    if np.all(bolus):
+        if integral:  # g₁(0) = 0, so clamping τ at 0 is all a dose in the future needs
+            response = _g(1, lam, np.maximum(since, 0.0)) * amount
+        else:
+            given = since > 0 if left else since >= 0
+            response = _g(0, lam, np.where(given, since, 0.0)) * (amount * given)
+        return response[:, 0] if response.shape[1] == 1 else response.sum(axis=1)
     given = np.where(bolus & left, since > 0, since >= 0)
     tau = np.where(given, since, 0.0)
-    if np.all(bolus):
-        return (_g(1 if integral else 0, lam, tau) * (amount * given)).sum(axis=1)
     length = np.where(bolus, 1.0, duration)
     rate = np.where(bolus, amount, amount / length)
     running = np.minimum(tau, length)

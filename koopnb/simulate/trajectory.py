@@ -30,7 +30,9 @@ def solve(compiled: CompiledModel, dose_state: str | None, args: list[np.ndarray
     if solver == "linear":
         if not compiled.is_linear:
             raise SimulationError("the exact linear solver needs a model whose equations are linear in the states")
-        matrix = np.stack(compiled.matrix(*args), axis=-1).reshape(batch, len(compiled.states), -1)
+        n = len(compiled.states)
+        # Built state-major, (n, n, batch), and viewed as (batch, n, n): each element is one long array.
+        matrix = np.stack(np.broadcast_arrays(*compiled.matrix(*args))).reshape(n, n, batch).transpose(2, 0, 1)
         solution = LinearSolution(compiled, args, matrix, initial, events)
     else:
         indices = tuple(compiled.outputs.index(name) for name in integrals)
@@ -127,8 +129,10 @@ class Trajectory:
             zero = [np.zeros(self.batch)] * n
             offset = np.broadcast_to(self.compiled.output_offset(*self.args)[k], (self.batch,))
             gain = np.stack(self.compiled.output_gradient(0.0, *zero, *self.args)[k * n:(k + 1) * n], axis=1)
-            totals = self.solution.state_integrals([t0, t1])
-            return offset * (t1 - t0) + np.einsum("bi,bi->b", gain, totals[:, :, 1] - totals[:, :, 0])
+            # The integral from 0 to 0 is zero: skip evaluating it.
+            totals = self.solution.state_integrals([t1] if t0 == 0 else [t0, t1])
+            change = totals[:, :, -1] - totals[:, :, 0] if t0 != 0 else totals[:, :, 0]
+            return offset * (t1 - t0) + np.einsum("bi,bi->b", gain, change)
         totals = self.solution.output_integrals([t0, t1])[:, self.integrals.index(name)]
         return totals[:, 1] - totals[:, 0]
 
