@@ -144,8 +144,9 @@ def log_likelihood(error: ResidualError, values: tuple, observed: np.ndarray, be
     """
     finite = np.isfinite(predicted)
     predicted = np.where(finite, predicted, 1.0)
-    terms = np.where(below, error.log_below(observed, predicted, values),
-                     error.log_density(observed, predicted, values))
+    terms = error.log_density(observed, predicted, values)
+    if np.any(below):
+        terms = np.where(below, error.log_below(observed, predicted, values), terms)
     terms = np.where(used, terms, 0.0)
     total = terms.sum(axis=-1)
     return np.where(np.all(finite | ~used, axis=-1), total, -np.inf)

@@ -1,0 +1,116 @@
+"""Matplotlib figures for koopnb results; every function returns a ``matplotlib.figure.Figure``.
+
+Figures are built with ``matplotlib.figure.Figure`` directly (not pyplot), so making one never opens a
+window or touches global state; a notebook shows the returned figure as its rich output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from koopnb.inference.posterior import PopulationPosterior, Posterior
+from koopnb.inference.simulation import StackedSubjects
+
+
+def plot_posterior_pairs(posterior: Posterior | PopulationPosterior, max_points: int = 2000, seed=0) -> Figure:
+    """Corner plot of the posterior: histograms on the diagonal, draws below it, the MAP marked (log axes)."""
+    samples = posterior.samples
+    names = list(samples)
+    k = len(names)
+    size = len(samples[names[0]])
+    pick = np.random.default_rng(seed).choice(size, min(size, max_points), replace=False)
+    figure = Figure(figsize=(2.2 * k + 0.6, 2.2 * k + 0.6), layout="constrained")
+    axes = figure.subplots(k, k, squeeze=False)
+    for row, y_name in enumerate(names):
+        for column, x_name in enumerate(names):
+            ax = axes[row, column]
+            if column > row:
+                ax.set_visible(False)
+                continue
+            x = samples[x_name]
+            if row == column:
+                bins = np.geomspace(x.min(), x.max(), 40) if x.min() > 0 else 40
+                ax.hist(x, bins=bins, color="tab:blue", alpha=0.7)
+                ax.axvline(posterior.map[x_name], color="tab:red", lw=1)
+                ax.set_yticks([])
+            else:
+                ax.scatter(x[pick], samples[y_name][pick], s=2, alpha=0.3, color="tab:blue", rasterized=True)
+                ax.plot(posterior.map[x_name], posterior.map[y_name], "+", color="tab:red", ms=10)
+                if samples[y_name].min() > 0:
+                    ax.set_yscale("log")
+            if x.min() > 0:
+                ax.set_xscale("log")
+            if row == k - 1:
+                ax.set_xlabel(x_name)
+            if column == 0 and row > 0:
+                ax.set_ylabel(y_name)
+    figure.suptitle("posterior draws (red: mode)")
+    return figure
+
+
+def plot_individual_fit(posterior: Posterior, level: float = 0.9, n: int = 400, points: int = 200,
+                        seed=0) -> Figure:
+    """The patient's observations over the posterior median prediction and its credible band.
+
+    Observations below the quantification limit are drawn as open triangles at the limit.
+    """
+    subject = posterior.subject
+    grid = np.linspace(0.0, float(subject.times.max()) * 1.05, points)
+    curve = _posterior_curves(posterior, grid, n, seed)
+    low, median, high = np.quantile(curve, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
+    figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = figure.subplots()
+    ax.fill_between(grid, low, high, color="tab:blue", alpha=0.25, label=f"{100 * level:.0f}% credible band")
+    ax.plot(grid, median, color="tab:blue", label="posterior median")
+    seen = ~subject.below
+    ax.plot(subject.times[seen], subject.values[seen], "o", color="black", label="observed")
+    if subject.below.any():
+        ax.plot(subject.times[~seen], subject.values[~seen], "v", mfc="none", color="black", label="below limit")
+    unit = posterior.model.units.get(posterior.output, "")
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel(f"{posterior.output}" + (f" ({unit})" if unit else ""))
+    who = "" if subject.id is None else f"subject {subject.id}: "
+    ax.set_title(f"{who}individual fit")
+    ax.legend(frameon=False)
+    return figure
+
+
+def plot_goodness_of_fit(population: PopulationPosterior) -> Figure:
+    """Observed against population-predicted (typical values) and individual-predicted (posterior
+    median parameters) concentrations for every subject, with the line of identity."""
+    model = population.model
+    subjects = [posterior.subject for posterior in population.individuals.values()]
+    stack = StackedSubjects(model, subjects, population.output)
+    typical = population.typical
+    rows = np.arange(len(subjects))
+    population_parameters = np.tile([typical[name] for name in model.parameters], (len(subjects), 1))
+    individual_parameters = population_parameters.copy()
+    for s, posterior in enumerate(population.individuals.values()):
+        for name, values in posterior.samples.items():
+            individual_parameters[s, model.parameters.index(name)] = np.median(values)
+    used = stack.used & ~stack.below
+    observed = stack.values[used]
+    figure = Figure(figsize=(9.0, 4.2), layout="constrained")
+    axes = figure.subplots(1, 2)
+    for ax, parameters, label in ((axes[0], population_parameters, "population prediction"),
+                                  (axes[1], individual_parameters, "individual prediction")):
+        predicted = stack.predict(rows, parameters)[used]
+        top = float(max(observed.max(), np.nanmax(predicted))) * 1.05
+        ax.plot([0, top], [0, top], color="gray", lw=1)
+        ax.plot(predicted, observed, "o", ms=4, alpha=0.7)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_aspect("equal")
+        ax.set_xlabel(label)
+        ax.set_ylabel("observed")
+    figure.suptitle(f"goodness of fit: {len(subjects)} subjects, {observed.size} observations")
+    return figure
+
+
+def _posterior_curves(posterior: Posterior, grid: np.ndarray, n: int, seed) -> np.ndarray:
+    """(n, len(grid)) predictions of the fitted output for ``n`` posterior draws."""
+    parameters = posterior.parameters(n, seed)
+    count = len(next(iter(parameters.values())))
+    return posterior.model.simulate(parameters, posterior.subject.regimen, grid,
+                                    posterior.subject.covariates or None)[posterior.output].reshape(count, -1)
