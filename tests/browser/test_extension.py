@@ -270,3 +270,44 @@ def test_result_cards_render(lab: LabPage, demo_notebook: str) -> None:
     assert regimen.locator("b").count() == 0
     lab.cell_outputs(DOSING_CELL).scroll_into_view_if_needed()
     lab.screenshot("result-cards")
+
+
+def theme_colour(lab: LabPage, variable: str) -> str:
+    """The colour a theme variable currently resolves to, as computed style (``rgb(...)``)."""
+    return lab.page.evaluate(
+        """(variable) => {
+            const probe = document.createElement('span');
+            probe.style.color = `var(${variable})`;
+            document.body.appendChild(probe);
+            const colour = getComputedStyle(probe).color;
+            probe.remove();
+            return colour;
+        }""",
+        variable,
+    )
+
+
+def set_theme(lab: LabPage, theme: str, light: bool) -> None:
+    lab.page.evaluate("(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})", theme)
+    lab.page.wait_for_function(
+        "(light) => document.body.dataset.jpThemeLight === String(light)", arg=light, timeout=30_000
+    )
+
+
+def test_colours_follow_the_dark_theme(lab: LabPage, demo_notebook: str) -> None:
+    lab.open_notebook(demo_notebook)
+    lab.run_cells([PROBABILITY_CELL])
+    keyword = lab.cell_editor(PKMODEL_CELL).locator(".cm-koopnb-keyword").first
+    card = lab.cell_outputs(PROBABILITY_CELL).locator(".koopnb-card")
+    light_keyword = keyword.evaluate("(node) => getComputedStyle(node).color")
+    light_card = card.evaluate("(node) => getComputedStyle(node).backgroundColor")
+    set_theme(lab, "JupyterLab Dark", light=False)
+    try:
+        dark_keyword = keyword.evaluate("(node) => getComputedStyle(node).color")
+        dark_card = card.evaluate("(node) => getComputedStyle(node).backgroundColor")
+        assert dark_keyword == theme_colour(lab, "--jp-mirror-editor-keyword-color")
+        assert dark_keyword != light_keyword
+        assert dark_card != light_card
+        lab.screenshot("dark-theme")
+    finally:
+        set_theme(lab, "JupyterLab Light", light=True)
