@@ -1,0 +1,116 @@
+"""Population fit of the theophylline data against published nonlinear mixed-effects estimates.
+
+Reference: nlmixr2 vignette "Modifying nlmixr2 models by piping" (nlmixr2 package documentation),
+FOCEi fit of theo_sd (the same 12 subjects, 132 concentrations, time-0 samples included) with a
+one-compartment first-order absorption model, log-normal IIV on ka, CL, V and additive error:
+ka 1.594 /h (tka 0.4663), CL 2.751 L/h (tcl 1.012), V 31.81 L (tv 3.460), add.sd 0.6947 mg/L,
+BSV 70.00 / 26.80 / 13.88 CV% (omega = sqrt(ln(1 + CV²)) = 0.632 / 0.263 / 0.138),
+η-shrinkage 1.4 / 4.0 / 10.3 %.
+"""
+
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+
+import koopnb as kn
+from koopnb.errors import FitError
+from koopnb.inference import ConvergenceWarning, PopulationPosterior, fit_individual, fit_population
+
+matplotlib.use("Agg")
+
+MODEL = """
+ka = 1.5  [1/h] ~ 0.6
+CL = 2.8  [L/h] ~ 0.3
+V  = 31.5 [L]   ~ 0.1
+d/dt(depot)   = -ka*depot
+d/dt(central) =  ka*depot - CL/V*central
+conc = central / V
+conc ~ additive(0.7)
+dose depot
+"""
+PUBLISHED = {"ka": 1.594, "CL": 2.751, "V": 31.81, "conc.additive": 0.6947,
+             "omega_ka": np.sqrt(np.log(1 + 0.70**2)), "omega_CL": np.sqrt(np.log(1 + 0.268**2)),
+             "omega_V": np.sqrt(np.log(1 + 0.1388**2))}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return kn.parse_model(MODEL)
+
+
+@pytest.fixture(scope="module")
+def population(model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fit_population(model, kn.datasets.theophylline(), walkers=16, steps=300, seed=1, progress=False,
+                              individual_draws=400)
+
+
+@pytest.mark.slow
+def test_mode_agrees_with_the_published_focei_estimates(population):
+    """The Laplace marginal is the objective FOCE-I approximates, so its mode should sit on the
+    published estimates: typical values and residual SD within 2 %; omegas within 12 % (the mode is
+    taken in log-omega coordinates with a half-normal prior, which nudges small omegas up)."""
+    for name in ("ka", "CL", "V", "conc.additive"):
+        assert population.map[name] == pytest.approx(PUBLISHED[name], rel=0.02), name
+    for name in ("omega_ka", "omega_CL", "omega_V"):
+        assert population.map[name] == pytest.approx(PUBLISHED[name], rel=0.12), name
+
+
+@pytest.mark.slow
+def test_posterior_medians_agree_with_the_published_estimates(population):
+    """Posterior medians differ from maximum-likelihood estimates by the posterior's skew (12 subjects):
+    typical values within 10 %, residual SD within 5 %, omegas within 30 %."""
+    typical = population.typical
+    for name in ("ka", "CL", "V"):
+        assert typical[name] == pytest.approx(PUBLISHED[name], rel=0.10), name
+    assert population.sigma["conc.additive"] == pytest.approx(PUBLISHED["conc.additive"], rel=0.05)
+    omega = np.sqrt(np.diag(population.omega))
+    for i, name in enumerate(("ka", "CL", "V")):
+        assert omega[i] == pytest.approx(PUBLISHED[f"omega_{name}"], rel=0.30), name
+    table = population.summary()
+    assert table.loc["omega_V", "shrinkage%"] == pytest.approx(10.3, abs=8)
+
+
+@pytest.mark.slow
+def test_individuals_to_model_and_round_trip(tmp_path, model, population):
+    assert sorted(population.individuals) == list(range(1, 13))
+    subject = population.individuals[1]
+    assert set(subject.samples) == {"ka", "CL", "V"}
+    fitted = population.to_model()
+    assert fitted.typical == pytest.approx(population.typical)
+    assert fitted.error_models["conc"].additive == pytest.approx(population.sigma["conc.additive"])
+    np.testing.assert_allclose(fitted.omega, population.omega)
+    # the fitted population is a prior for a new patient
+    data = kn.datasets.theophylline()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        patient = fit_individual(model, data[data.ID == 3], prior=population, walkers=16, steps=200, seed=2,
+                                 progress=False)
+    assert patient.model.typical == pytest.approx(population.typical)
+    path = tmp_path / "theophylline.npz"
+    population.save(path)
+    again = PopulationPosterior.load(path)
+    np.testing.assert_array_equal(again.draws, population.draws)
+    np.testing.assert_array_equal(again.individuals[5].draws, population.individuals[5].draws)
+    assert again.to_model().typical == pytest.approx(fitted.typical)
+    assert isinstance(population.to_distribution(), kn.MvLogNormal)
+
+
+@pytest.mark.slow
+def test_goodness_of_fit_plot(population):
+    from koopnb.plotting import plot_goodness_of_fit
+
+    figure = plot_goodness_of_fit(population)
+    assert len(figure.axes) == 2
+
+
+def test_population_errors_are_one_sentence(model):
+    with pytest.raises(FitError, match="'ka_typical' is not a population quantity"):
+        fit_population(model, kn.datasets.theophylline(), priors={"ka_typical": kn.LogNormal(1.0, 1.0)},
+                       steps=20, progress=False)
+    no_iiv = kn.parse_model(MODEL.replace("~ 0.6", "").replace("~ 0.3", "").replace("~ 0.1", ""))
+    with pytest.raises(FitError, match="no parameter with IIV"):
+        fit_population(no_iiv, kn.datasets.theophylline(), steps=20, progress=False)
