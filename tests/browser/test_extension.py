@@ -82,6 +82,9 @@ REGIMEN_RESULT = {
     "warnings": ["tolerance 1e-4 not reached after 20000 evaluations", "<b>not bold</b>"],
 }
 
+# Only the required key and a few optional ones: the card shows what it has and no more.
+EXPECTATION_RESULT = {"kind": "expectation", "value": 1.2346e-5, "error": 3e-8, "n_evals": 81}
+
 
 def display_source(*results: dict) -> str:
     """A cell that displays each result the way koopnb's Python side does (raw MIME bundle)."""
@@ -99,7 +102,7 @@ def demo_notebook(lab_server: LabServer, request: pytest.FixtureRequest) -> str:
         cells=[
             new_code_cell('answer = 6 * 7\nprint("plain python", answer)  # dose additive exp [L/h]'),
             new_code_cell(display_source(PROBABILITY_RESULT)),
-            new_code_cell(display_source(DOSE_RESULT, REGIMEN_RESULT)),
+            new_code_cell(display_source(DOSE_RESULT, REGIMEN_RESULT, EXPECTATION_RESULT)),
             new_code_cell(PKMODEL_SOURCE),
         ],
         metadata={
@@ -252,7 +255,7 @@ def test_result_cards_render(lab: LabPage, demo_notebook: str) -> None:
     # The card replaces the text/plain fallback.
     assert "koopnb probability result" not in lab.cell_outputs(PROBABILITY_CELL).inner_text()
 
-    dose, regimen = lab.cell_outputs(DOSING_CELL).locator(".koopnb-card").all()
+    dose, regimen, expectation = lab.cell_outputs(DOSING_CELL).locator(".koopnb-card").all()
     assert dose.locator(".koopnb-dose").inner_text() == "Optimal dose: 640 mg"
     assert dose.locator(".koopnb-regimen").inner_text() == "Best regimen: 640 mg po q24h x3"
     assert dose.locator(".koopnb-target").inner_text() == "auc(0,24) in 400.."
@@ -268,6 +271,14 @@ def test_result_cards_render(lab: LabPage, demo_notebook: str) -> None:
     warnings = regimen.locator(".koopnb-warning").all_inner_texts()
     assert warnings == ["tolerance 1e-4 not reached after 20000 evaluations", "<b>not bold</b>"]
     assert regimen.locator("b").count() == 0
+
+    assert expectation.locator(".koopnb-title").inner_text() == "Expected value"
+    assert expectation.locator(".koopnb-value").inner_text() == "1.235e-5"
+    assert expectation.locator(".koopnb-error").inner_text() == "± 3e-8"
+    assert expectation.locator(".koopnb-errorbar").count() == 1
+    assert expectation.locator(".koopnb-evals").inner_text() == "81 evaluations"
+    for absent in [".koopnb-gauge", ".koopnb-target", ".koopnb-dose", ".koopnb-method", ".koopnb-badge"]:
+        assert expectation.locator(absent).count() == 0, absent
     lab.cell_outputs(DOSING_CELL).scroll_into_view_if_needed()
     lab.screenshot("result-cards")
 

@@ -7,10 +7,15 @@
 const FIXED_MIN = 1e-3;
 const FIXED_MAX = 1e6;
 
+/** Leading digit and decimal exponent of |x| rounded to one significant digit, e.g. 0.0296 → [3, -2]. */
+function leadingDigit(x: number): [number, number] {
+  const [mantissa, exponent] = Math.abs(x).toExponential(0).split('e').map(Number);
+  return [mantissa, exponent];
+}
+
 /** Decimal exponent of the last digit worth showing of an error: 2 digits when it starts with 1 or 2. */
 function errorDigitExponent(error: number): number {
-  const exponent = Math.floor(Math.log10(error));
-  const leading = Math.floor(error / Math.pow(10, exponent));
+  const [leading, exponent] = leadingDigit(error);
   return leading <= 2 ? exponent - 1 : exponent;
 }
 
@@ -40,8 +45,9 @@ export function formatValueAndError(value: number, error: number): [string, stri
     const decimals = Math.min(Math.max(-last, 0), 12);
     return [roundTo(value, last).toFixed(decimals), roundTo(error, last).toFixed(decimals)];
   }
-  const valueExponent = Math.floor(Math.log10(Math.abs(value) || error));
-  const errorDigits = errorDigitExponent(error) === Math.floor(Math.log10(error)) ? 0 : 1;
+  // Exponential notation: the value keeps as many digits as reach down to the error's last digit.
+  const valueExponent = value === 0 ? leadingDigit(error)[1] : Number(value.toExponential().split('e')[1]);
+  const errorDigits = leadingDigit(error)[0] <= 2 ? 1 : 0;
   return [
     value.toExponential(Math.min(Math.max(valueExponent - last, 0), 15)),
     error.toExponential(errorDigits)

@@ -8,7 +8,7 @@
 import { Extension, RangeSetBuilder, StateField, Text } from '@codemirror/state';
 import { Decoration, DecorationSet, EditorView } from '@codemirror/view';
 
-import { TokenKind, isPkmodelCell, tokenizeLine } from './tokenize';
+import { TokenKind, isMagicLine, tokenizeLine } from './tokenize';
 
 const MARKS: Record<TokenKind, Decoration> = {
   magic: mark('magic'),
@@ -26,24 +26,24 @@ function mark(kind: TokenKind): Decoration {
   return Decoration.mark({ class: `cm-koopnb-${kind}` });
 }
 
-/** Decorations for a whole document: empty unless it is a %%pkmodel cell. */
+/**
+ * Decorations for a whole document: empty unless its first non-blank line is
+ * the `%%pkmodel` magic (IPython drops leading blank lines before looking).
+ */
 export function pkmodelDecorations(doc: Text): DecorationSet {
-  const text = doc.toString();
-  if (!isPkmodelCell(text)) {
+  let magicLine = 1;
+  while (magicLine <= doc.lines && doc.line(magicLine).text.trim() === '') {
+    magicLine++;
+  }
+  if (magicLine > doc.lines || !isMagicLine(doc.line(magicLine).text)) {
     return Decoration.none;
   }
   const builder = new RangeSetBuilder<Decoration>();
-  let seenMagic = false;
-  for (let number = 1; number <= doc.lines; number++) {
+  for (let number = magicLine; number <= doc.lines; number++) {
     const line = doc.line(number);
-    const isBlank = line.text.trim() === '';
-    if (!seenMagic && isBlank) {
-      continue;
-    }
-    for (const token of tokenizeLine(line.text, !seenMagic)) {
+    for (const token of tokenizeLine(line.text, number === magicLine)) {
       builder.add(line.from + token.from, line.from + token.to, MARKS[token.kind]);
     }
-    seenMagic = true;
   }
   return builder.finish();
 }

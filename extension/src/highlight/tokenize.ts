@@ -37,13 +37,9 @@ const UNIT = /\[[^\]]*\]/y;
 const NAME = /[A-Za-z_]\w*/y;
 const OPERATOR = /\*\*|<=|>=|[~=+\-*/^<>]/y;
 
-/**
- * Whether a cell's text is a %%pkmodel cell: its first non-blank line starts
- * with the magic (IPython drops leading blank lines before looking for it).
- */
-export function isPkmodelCell(text: string): boolean {
-  const firstLine = text.replace(/^(?:[ \t]*\r?\n)+/, '').split(/\r?\n/, 1)[0];
-  return MAGIC.test(firstLine);
+/** Whether a line is the `%%pkmodel NAME` line that makes a cell a model cell. */
+export function isMagicLine(line: string): boolean {
+  return MAGIC.test(line);
 }
 
 /**
