@@ -20,7 +20,13 @@ import numpy as np
 from koopnb.errors import MetricError
 
 GRID_POINTS = 240
-"""Grid points per metric interval that bracket extrema and crossings (plus every dose time)."""
+"""Grid points per metric interval that bracket extrema and crossings of an ODE solution (plus every dose time)."""
+
+SEGMENT_POINTS = 48
+"""Grid points between consecutive dose events that bracket extrema and crossings of an exact solution.
+
+Between dose events a linear model's output is a sum of exponentials; with real eigenvalues its slope
+has at most n − 1 zeros there (n states), so a modest grid cannot miss a peak of the usual models."""
 
 
 class Metric(ABC):
@@ -130,14 +136,17 @@ class _Curve:
         breaks = trajectory.breakpoints()
         inside = np.where((breaks > t0) & (breaks < t1), breaks, t0)
         if trajectory.exact:
-            base = np.broadcast_to(np.linspace(t0, t1, GRID_POINTS), (batch, GRID_POINTS))
-            joined = np.concatenate([base, inside, np.full((batch, 1), t1)], axis=1)
-            order = np.argsort(joined[:, :-1], axis=1, kind="stable")
-            self.grid = np.take_along_axis(joined[:, :-1], order, axis=1)
-            # Where the breakpoints (and t1) landed in the sorted grid: the only places left limits differ.
-            rank = np.argsort(order, axis=1)
-            jumps = np.concatenate([rank[:, GRID_POINTS:], np.full((batch, 1), self.grid.shape[1] - 1)], axis=1)
-            jump_times = joined[:, GRID_POINTS:]
+            # Per set: SEGMENT_POINTS points in every stretch between breakpoints, denser just after the
+            # dose that starts it (where absorption peaks), then t1.
+            edges = np.sort(np.concatenate([np.full((batch, 1), t0), inside, np.full((batch, 1), t1)], axis=1), axis=1)
+            u = np.arange(SEGMENT_POINTS) / SEGMENT_POINTS
+            spacing = (u + u**2) / 2
+            grid = edges[:, :-1, None] + np.diff(edges, axis=1)[:, :, None] * spacing
+            self.grid = np.concatenate([grid.reshape(batch, -1), np.full((batch, 1), t1)], axis=1)
+            segments = edges.shape[1] - 1
+            jumps = np.broadcast_to(np.append(np.arange(1, segments) * SEGMENT_POINTS, self.grid.shape[1] - 1),
+                                    (batch, segments))
+            jump_times = np.take_along_axis(self.grid, jumps, axis=1)
         else:
             self.grid = np.unique(np.concatenate([np.linspace(t0, t1, 4 * GRID_POINTS), inside.ravel()]))
             jumps = np.flatnonzero(np.isin(self.grid, np.append(inside.ravel(), t1)))
@@ -172,41 +181,51 @@ class _Curve:
         return ((2 * s**3 - 3 * s**2 + 1) * y0 + (s**3 - 2 * s**2 + s) * m0
                 + (-2 * s**3 + 3 * s**2) * y1 + (s**3 - s**2) * m1)
 
-    def roots(self, cells: np.ndarray, derivative: bool, level: float = 0.0) -> np.ndarray:
-        """Roots of (output or slope) − level in the given cells (batch, k), by the Illinois method.
+    def roots(self, cells: np.ndarray, derivative: bool, mask: np.ndarray, level: float = 0.0) -> np.ndarray:
+        """Roots of (output or slope) − level in the given cells (batch, k), by safeguarded secant steps.
 
-        Each cell must bracket a sign change; the result is accurate to rounding of the evaluated curve.
+        Each cell where ``mask`` is True must bracket a sign change (the others are padding and are left
+        at the cell's right end).  Secant steps from the two latest iterates (superlinear,
+        order 1.618) are taken while they stay inside the bracket and the bracket keeps shrinking;
+        otherwise the bracket is bisected (Dekker's method, as in Brent, *Algorithms for Minimization
+        without Derivatives*, 1973, ch. 4).  The result is accurate to rounding of the evaluated curve.
         """
         lo = np.take_along_axis(self.grid, cells, axis=1).copy()
         hi = np.take_along_axis(self.grid, cells + 1, axis=1).copy()
         right, left = (self.slope, self.slope_before) if derivative else (self.value, self.value_before)
         f_lo = np.take_along_axis(right, cells, axis=1) - level
         f_hi = np.take_along_axis(left, cells + 1, axis=1) - level
-        hi_shrunk = np.maximum(hi - 1e-10 * (1 + np.abs(hi)), lo)
-        hi = hi_shrunk
-        side = np.zeros(lo.shape, dtype=int)
-        best, f_best = lo.copy(), np.abs(f_lo)
-        for _ in range(100):
-            width = hi - lo
-            if np.all(width <= 4 * np.finfo(float).eps * (1 + np.abs(hi))):
+        previous, f_previous, latest, f_latest = lo.copy(), f_lo.copy(), hi.copy(), f_hi.copy()
+        step = step_before = hi - lo
+        done = ~mask
+        for iteration in range(200):
+            tolerance = 2 * np.finfo(float).eps * (1 + np.abs(latest))
+            done = done | (f_latest == 0) | (hi - lo <= tolerance)
+            if iteration:
+                done |= np.abs(latest - previous) <= tolerance
+                if np.all(done):
+                    break
+            slope = f_latest - f_previous
+            guess = latest - f_latest * (latest - previous) / np.where(slope == 0, 1.0, slope)
+            # Brent's test: a secant step must stay inside the bracket and be under half the step before last.
+            secant = (slope != 0) & (guess > lo) & (guess < hi) & (np.abs(guess - latest) < np.abs(step_before) / 2)
+            # A secant step below the tolerance means the latest iterate is the root to rounding.
+            done |= (slope != 0) & (np.abs(guess - latest) <= 4 * tolerance)
+            if np.all(done):
                 break
-            denominator = f_hi - f_lo
-            guess = np.where(denominator != 0, hi - f_hi * width / np.where(denominator == 0, 1, denominator),
-                             lo + width / 2)
-            guess = np.clip(np.where(np.isfinite(guess), guess, lo + width / 2), lo, hi)
+            guess = np.where(secant, guess, lo + (hi - lo) / 2)
             f_guess = self.evaluate(guess, cells, derivative) - level
-            upper = np.sign(f_guess) == np.sign(f_hi)
-            # Illinois: halve the stale end's value when the same end is kept twice in a row.
-            f_lo = np.where(upper & (side == 1), f_lo / 2, f_lo)
-            f_hi = np.where(~upper & (side == -1), f_hi / 2, f_hi)
-            hi, f_hi = np.where(upper, guess, hi), np.where(upper, f_guess, f_hi)
-            lo, f_lo = np.where(upper, lo, guess), np.where(upper, f_lo, f_guess)
-            side = np.where(upper, 1, -1)
-            closer = np.abs(f_guess) < f_best
-            best, f_best = np.where(closer, guess, best), np.where(closer, np.abs(f_guess), f_best)
-            done = f_guess == 0
-            lo, hi = np.where(done, guess, lo), np.where(done, guess, hi)
-        return best
+            # Finished roots stay where they are; the others move to the new guess.
+            below = (np.sign(f_guess) == np.sign(f_lo)) & ~done
+            above = ~below & ~done
+            lo, f_lo = np.where(below, guess, lo), np.where(below, f_guess, f_lo)
+            hi, f_hi = np.where(above, guess, hi), np.where(above, f_guess, f_hi)
+            step_before, step = np.where(done, step_before, step), np.where(done, step, guess - latest)
+            previous = np.where(done, previous, latest)
+            f_previous = np.where(done, f_previous, f_latest)
+            latest = np.where(done, latest, guess)
+            f_latest = np.where(done, f_latest, f_guess)
+        return latest
 
 
 def _sign_cells(start: np.ndarray, end: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,14 +252,15 @@ class _Extremum(Metric):
     def compute(self, trajectory, model) -> np.ndarray:
         sign = 1.0 if self._label == "cmax" else -1.0
         curve = _Curve(trajectory, self.output_name(model), self.t0, self.t1)
-        # Candidates: every grid value (dose times included, both sides of a jump) and every
-        # stationary point inside a cell where the slope changes sign the right way.
-        best = np.max(sign * np.concatenate([curve.value, curve.value_before[:, 1:]], axis=1), axis=1)
+        # Candidates: every grid value (right limits from t0 on, left limits up to t1, so both sides of a
+        # jump inside the interval and neither a dose given exactly at t1) and every stationary point
+        # inside a cell where the slope changes sign the right way.
+        best = np.max(sign * np.concatenate([curve.value[:, :-1], curve.value_before[:, 1:]], axis=1), axis=1)
         cells, mask = _sign_cells(sign * curve.slope, sign * curve.slope_before, curve.grid.shape[1])
         rising = np.take_along_axis(sign * curve.slope, cells, axis=1) > 0
         mask &= rising
         if np.any(mask):
-            stationary = curve.roots(cells, derivative=True)
+            stationary = curve.roots(cells, derivative=True, mask=mask)
             values = sign * curve.evaluate(stationary, cells, derivative=False)
             best = np.maximum(best, np.max(np.where(mask, values, -np.inf), axis=1))
         return sign * best
@@ -250,13 +270,17 @@ class _Extremum(Metric):
 
 
 class Cmax(_Extremum):
-    """Highest output value on [t0, t1] (h), located by root finding of the slope."""
+    """Highest output value on [t0, t1] (h), located by root finding of the slope.
+
+    A bolus given exactly at t0 counts, one given exactly at t1 does not (the curve is taken just before it),
+    so Cmax(0, 24) of a q24h regimen is the peak of the first dosing interval.
+    """
 
     _label = "cmax"
 
 
 class Cmin(_Extremum):
-    """Lowest output value on [t0, t1] (h); with t1 just before the next dose this is the trough."""
+    """Lowest output value on [t0, t1] (h); with t1 at the next dose time this is the trough just before it."""
 
     _label = "cmin"
 
@@ -290,7 +314,7 @@ class TimeAbove(Metric):
             k = max(int(crossing.sum(axis=1).max()), 1)
             order = np.argsort(~crossing, axis=1, kind="stable")[:, :k]
             mask = np.take_along_axis(crossing, order, axis=1)
-            root = curve.roots(order, derivative=False, level=self.level)
+            root = curve.roots(order, derivative=False, mask=mask, level=self.level)
             lo = np.take_along_axis(curve.grid, order, axis=1)
             hi = np.take_along_axis(curve.grid, order + 1, axis=1)
             upward = np.take_along_axis(start, order, axis=1) < 0
