@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,12 +156,6 @@ def start_lab_server(base: Path, env: dict[str, str]) -> LabServer:
     raise RuntimeError(f"jupyter lab did not answer within {SERVER_START_TIMEOUT:.0f} s:\n{server.log()}")
 
 
-def copy_notebook(source: Path, server: LabServer, name: str) -> str:
-    """Copy a notebook into the server's root under ``name`` and return its path for ``lab/tree``."""
-    shutil.copyfile(source, server.root_dir / name)
-    return name
-
-
 class LabPage:
     """A Playwright page on the lab, with the few actions notebook tests need."""
 
@@ -198,33 +192,33 @@ class LabPage:
         )
 
     # -- running -------------------------------------------------------------------------------
-    def run_all_cells(self, allow_errors: bool = False) -> list[dict[str, Any]]:
+    def run_all_cells(self, allow_errors: bool = False) -> list[list[dict[str, Any]]]:
         """Run every code cell, top to bottom; see ``run_cells``."""
         count = self.page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")
         return self.run_cells(range(count), allow_errors=allow_errors)
 
-    def run_cells(self, indices: Any, allow_errors: bool = False) -> list[dict[str, Any]]:
+    def run_cells(self, indices: Iterable[int], allow_errors: bool = False) -> list[list[dict[str, Any]]]:
         """Run the cells at ``indices`` in order, wait until each has finished and the kernel is idle.
 
         Returns each cell's outputs as nbformat JSON. The first attempt is retried once after a
         kernel restart, because the very first execution of a fresh kernel occasionally never
         answers; a second failure is a real one and raises.
         """
-        indices = list(indices)
+        cells = list(indices)
         try:
-            outputs = self._run_once(indices)
+            outputs = self._run_once(cells)
         except Exception:
             self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.restartKernel()")
             self.wait_for_kernel_idle()
-            outputs = self._run_once(indices)
+            outputs = self._run_once(cells)
         if not allow_errors:
-            for index, cell_outputs in zip(indices, outputs, strict=True):
+            for index, cell_outputs in zip(cells, outputs, strict=True):
                 errors = [out for out in cell_outputs if out.get("output_type") == "error"]
                 if errors:
                     raise AssertionError(f"cell {index} raised: {json.dumps(errors[0])[:2000]}")
         return outputs
 
-    def _run_once(self, indices: list[int]) -> list[dict[str, Any]]:
+    def _run_once(self, indices: list[int]) -> list[list[dict[str, Any]]]:
         self.wait_for_kernel_idle()
         self.page.evaluate(
             """async (indices) => {
