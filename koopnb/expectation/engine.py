@@ -11,7 +11,7 @@ from koopnb.distributions import Distribution, Empirical
 from koopnb.errors import ExpectationError
 from koopnb.expectation.adaptive import Outcome, smolyak_adaptive, tensor_adaptive
 from koopnb.expectation.cube import adaptive_cubature
-from koopnb.expectation.integrand import CHUNK, Integrand, label, quantities
+from koopnb.expectation.integrand import CHUNK, AllWindows, Integrand, label, quantities
 from koopnb.expectation.preintegration import NotMonotone, window_probability
 from koopnb.expectation.result import ExpectationResult
 from koopnb.expectation.sampling import monte_carlo, randomized_qmc
@@ -24,7 +24,7 @@ SMOLYAK_MAX_DIM = 12
 
 def expectation(g, model, regimen, dist: Distribution, method: str = "koopman", rtol: float = 1e-4,
                 atol: float = 1e-8, covariates: Mapping[str, float] | None = None, *, rule: str = "auto",
-                n: int = 10_000, seed=None, times=None, max_nodes: int = 1_000_000, max_subdivisions: int = 2_000,
+                n: int = 10_000, seed=None, times=None, max_nodes: int = 1_000_000, max_subdivisions: int = 500,
                 chunk: int = CHUNK, solve_options: Mapping | None = None) -> ExpectationResult:
     """E[g(θ)] for patient parameters θ ~ ``dist`` under ``regimen``, with an error estimate.
 
@@ -86,9 +86,14 @@ def expectation(g, model, regimen, dist: Distribution, method: str = "koopman", 
         label=labels[0] if single else labels, history=tuple(history), warnings=tuple(dict.fromkeys(warnings)))
 
 
-def probability(window: Window, model, regimen, dist: Distribution, **options) -> ExpectationResult:
-    """P(window) = E[1(low ≤ metric < high)]; options as for :func:`expectation`."""
-    if not isinstance(window, Window):
+def probability(window, model, regimen, dist: Distribution, **options) -> ExpectationResult:
+    """P(window) = E[1(low ≤ metric < high)]; options as for :func:`expectation`.
+
+    A list of windows gives the probability that all of them hold at once.
+    """
+    if isinstance(window, (list, tuple)):
+        window = AllWindows(window)
+    if not isinstance(window, (Window, AllWindows)):
         raise ExpectationError(f"probability needs a Window, e.g. Window(AUC(0, 24), 400, 600), not {window!r}")
     return expectation(window, model, regimen, dist, **options)
 
@@ -100,17 +105,18 @@ def _in_normal(integrand: Integrand, dist: Distribution):
 def _koopman(items, integrand, dist, rule, rtol, atol, max_nodes, max_subdivisions, counter, warnings):
     """Split the quantities into windows (pre-integration) and smooth ones (one shared rule)."""
     dim = dist.dim
-    windows = [i for i, item in enumerate(items) if isinstance(item, Window)]
+    windows = [i for i, item in enumerate(items) if isinstance(item, (Window, AllWindows))]
     smooth = [i for i in range(len(items)) if i not in windows]
     if rule in ("tensor", "smolyak", "cubature"):
         smooth, windows = list(range(len(items))), []
     outcomes = []
     for index in windows:
         window = items[index]
-        metric = _metric_in_normal(integrand, window.metric, dist)
+        parts = window.windows if isinstance(window, AllWindows) else (window,)
+        metric = _metrics_in_normal(integrand, [w.metric for w in parts], dist)
         try:
-            outcome = window_probability(metric, dim, window.low, window.high, rtol, atol, max_nodes, counter,
-                                         rule="smolyak" if dim - 1 > TENSOR_MAX_DIM else "tensor")
+            outcome = window_probability(metric, dim, [(w.low, w.high) for w in parts], rtol, atol, max_nodes,
+                                         counter, rule="smolyak" if dim - 1 > TENSOR_MAX_DIM else "tensor")
         except NotMonotone as reason:
             warnings.append(f"{window}: {reason}; used adaptive cubature instead of pre-integration")
             single = _restricted(integrand, [index])
@@ -144,13 +150,13 @@ def _restricted(integrand: Integrand, columns: list[int]):
     return lambda params: integrand(params)[:, columns]
 
 
-def _metric_in_normal(integrand: Integrand, metric: Metric, dist: Distribution):
-    """Raw metric values (n,) at whitened points, through a one-metric copy of the integrand that shares its count."""
-    probe = Integrand([metric], integrand.model, integrand.regimen, dist, integrand.covariates,
+def _metrics_in_normal(integrand: Integrand, metrics: list[Metric], dist: Distribution):
+    """Raw metric values (n, m) at whitened points, through a copy of the integrand that shares its count."""
+    probe = Integrand(metrics, integrand.model, integrand.regimen, dist, integrand.covariates,
                       None, integrand.solve_options, integrand.chunk)
 
     def values(z: np.ndarray) -> np.ndarray:
-        result = probe(dist.from_normal(z))[:, 0]
+        result = probe(dist.from_normal(z))
         integrand.n_evals += len(z)
         return result
 

@@ -13,6 +13,25 @@ CHUNK = 50_000
 """Parameter sets simulated per model call; bounds the memory of one evaluation."""
 
 
+class AllWindows:
+    """Several windows that must all hold at once (e.g. AUC24 in 400..600 and trough below 20).
+
+    Its expectation is the probability of the intersection.
+    """
+
+    def __init__(self, windows):
+        self.windows = tuple(windows)
+        if not self.windows or not all(isinstance(w, Window) for w in self.windows):
+            raise ExpectationError("AllWindows needs one or more Window objects")
+
+    def indicator(self, values: dict) -> np.ndarray:
+        """1.0 where every window holds, given metric values by metric."""
+        return np.prod([w.indicator(values[w.metric]) for w in self.windows], axis=0)
+
+    def __str__(self) -> str:
+        return " and ".join(str(w) for w in self.windows)
+
+
 def quantities(g) -> tuple[list, bool]:
     """Normalise ``g`` (a metric, a window, a callable or a list of them) to a list, and whether it was one."""
     if isinstance(g, (list, tuple)):
@@ -22,7 +41,7 @@ def quantities(g) -> tuple[list, bool]:
     else:
         items, single = [g], True
     for item in items:
-        if not isinstance(item, (Metric, Window)) and not callable(item):
+        if not isinstance(item, (Metric, Window, AllWindows)) and not callable(item):
             raise ExpectationError(f"cannot take the expectation of {item!r}: give a metric such as AUC(0, 24), "
                                    "a Window, or a function of the outputs")
     return items, single
@@ -30,7 +49,7 @@ def quantities(g) -> tuple[list, bool]:
 
 def label(item) -> str:
     """How a quantity is named in results: 'auc(0, 24)', 'P(auc(0, 24) in 400..600)', or a function's name."""
-    if isinstance(item, Window):
+    if isinstance(item, (Window, AllWindows)):
         return f"P({item})"
     if isinstance(item, Metric):
         return f"E[{item}]"
@@ -56,12 +75,11 @@ class Integrand:
         if unknown:
             raise ExpectationError(f"the distribution covers {unknown[0]!r}, which is not a parameter of the model "
                                    f"(the parameters are {', '.join(model.parameters)})")
-        callables = [item for item in self.items if not isinstance(item, (Metric, Window))]
+        callables = [item for item in self.items if not isinstance(item, (Metric, Window, AllWindows))]
         if callables and times is None:
             raise ExpectationError("a function of the outputs needs times=[...] (hours) at which to evaluate them")
         self.times = None if times is None else np.asarray(times, dtype=float)
-        self.metrics = list(dict.fromkeys(item.metric if isinstance(item, Window) else item
-                                          for item in self.items if isinstance(item, (Metric, Window))))
+        self.metrics = list(dict.fromkeys(metric for item in self.items for metric in metrics_of(item)))
 
     def __call__(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
         """(n, n_quantities) values for parameter sets given as name -> (n,) arrays."""
@@ -84,13 +102,24 @@ class Integrand:
         outputs = trajectory.outputs(self.times) if self.times is not None else None
         columns = []
         for item in self.items:
-            if isinstance(item, Window):
+            if isinstance(item, AllWindows):
+                columns.append(item.indicator(values))
+            elif isinstance(item, Window):
                 columns.append(item.indicator(values[item.metric]))
             elif isinstance(item, Metric):
                 columns.append(values[item])
             else:
                 columns.append(_call(item, outputs, len(next(iter(params.values())))))
         return np.stack(columns, axis=1)
+
+
+def metrics_of(item) -> list[Metric]:
+    """The metrics a quantity reads (none for a callable of the outputs)."""
+    if isinstance(item, AllWindows):
+        return [w.metric for w in item.windows]
+    if isinstance(item, Window):
+        return [item.metric]
+    return [item] if isinstance(item, Metric) else []
 
 
 def _call(function: Callable, outputs: dict, batch: int) -> np.ndarray:

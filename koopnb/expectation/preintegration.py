@@ -16,16 +16,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 from koopnb.expectation.adaptive import Outcome, smolyak_adaptive, tensor_adaptive
 
-REACH = 12.0
-"""Roots beyond |s| = 12 are treated as infinite: Φ(−12) ≈ 2e−33, far below any tolerance."""
+MAX_REACH = 12.0
+"""The farthest |s| ever looked at: Φ(−12) ≈ 2e−33, far below any tolerance."""
 
-PROBES = np.array([-REACH, -4.0, -2.0, 0.0, 2.0, 4.0, REACH])
-"""Points along each line where the metric is evaluated first: they check monotonicity and give tight
-brackets where the normal density has its mass."""
+PROBES = np.linspace(-1.0, 1.0, 7)
+"""Points along each line (as fractions of the reach) where the metric is evaluated first: they check
+monotonicity and bracket the roots."""
+
+
+def reach_for(tolerance: float) -> float:
+    """|s| beyond which the normal mass (two tails) is a twentieth of the tolerance.
+
+    Roots beyond the reach are treated as infinite and monotonicity is only checked within it, so the
+    outer mass 2Φ(−reach) is added to the error estimate.
+    """
+    return float(min(MAX_REACH, max(3.0, -ndtri(tolerance / 40))))
 
 
 class NotMonotone(Exception):
@@ -33,9 +42,10 @@ class NotMonotone(Exception):
 
 
 def direction(metric: Callable[[np.ndarray], np.ndarray], dim: int, step: float = 1e-4) -> np.ndarray:
-    """Unit vector of the central-difference gradient of log|M| (or M) at the origin; 2d evaluations."""
+    """Unit vector of the central-difference gradient of log|M| (or M) of the first metric at the origin;
+    2d evaluations."""
     points = np.concatenate([np.eye(dim) * step, -np.eye(dim) * step])
-    values = metric(points)
+    values = metric(points)[:, 0]
     positive = np.all(values > 0)
     values = np.log(values) if positive else values
     gradient = (values[:dim] - values[dim:]) / (2 * step)
@@ -52,47 +62,53 @@ def complement(u: np.ndarray) -> np.ndarray:
 
 
 class Preintegrated:
-    """The conditional window probability as a function of the remaining coordinates y (n, d−1).
+    """The conditional probability that every window holds, as a function of the remaining coordinates y (n, d−1).
 
-    ``metric`` maps whitened points z (n, d) to metric values (n,).  Raises NotMonotone when the values
-    along s at some node are not monotone in the direction of the gradient.
+    ``metric`` maps whitened points z (n, d) to metric values (n, m), one column per window; ``bounds``
+    gives each window's (low, high).  Each metric must be monotone along s (its own direction of
+    monotonicity); the set of s where all windows hold is then an intersection of intervals.  Raises
+    NotMonotone when the probe values along s at some node are not monotone.
     """
 
-    def __init__(self, metric: Callable[[np.ndarray], np.ndarray], dim: int, low: float | None,
-                 high: float | None, u: np.ndarray, root_tolerance: float = 1e-12):
-        self.metric, self.dim, self.low, self.high = metric, dim, low, high
+    def __init__(self, metric: Callable[[np.ndarray], np.ndarray], dim: int,
+                 bounds: list[tuple[float | None, float | None]], u: np.ndarray, root_tolerance: float = 1e-12,
+                 reach: float = MAX_REACH):
+        self.metric, self.dim, self.bounds, self.reach = metric, dim, bounds, reach
         self.u, self.basis = u, complement(u)
         self.root_tolerance = root_tolerance
 
     def _values(self, y: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Metric at z = s·u + Q y for y (n, d−1) and s (n,)."""
+        """Metric values (n, m) at z = s·u + Q y for y (n, d−1) and s (n,)."""
         z = s[:, None] * self.u[None, :] + y @ self.basis.T
         return self.metric(z)
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
-        n = len(y)
-        grid = PROBES
-        probe = self._values(np.repeat(y, len(grid), axis=0), np.tile(grid, n)).reshape(n, len(grid))
-        steps = np.diff(probe, axis=1)
-        increasing = np.all(steps >= 0, axis=1)
-        decreasing = np.all(steps <= 0, axis=1)
-        if not (np.all(increasing) or np.all(decreasing)):
-            raise NotMonotone("the metric is not monotone along the conditioning direction")
-        sign = 1.0 if np.all(increasing) else -1.0
-        # Window in s: {low ≤ M} is s ≥ s_low when M increases in s, s ≤ s_low when it decreases.
+        n, grid = len(y), PROBES * self.reach
+        probes = self._values(np.repeat(y, len(grid), axis=0), np.tile(grid, n)).reshape(n, len(grid), -1)
         lower_end, upper_end = np.full(n, -np.inf), np.full(n, np.inf)
-        for bound, is_low in ((self.low, True), (self.high, False)):
-            if bound is None:
-                continue
-            root = self._root(y, probe, grid, bound, sign)
-            if (sign > 0) == is_low:
-                lower_end = np.maximum(lower_end, root)
+        for column, (low, high) in enumerate(self.bounds):
+            probe = probes[:, :, column]
+            steps = np.diff(probe, axis=1)
+            if np.all(steps >= 0):
+                sign = 1.0
+            elif np.all(steps <= 0):
+                sign = -1.0
             else:
-                upper_end = np.minimum(upper_end, root)
+                raise NotMonotone("the metric is not monotone along the conditioning direction")
+            # {low ≤ M} is s ≥ s_low when M increases in s, s ≤ s_low when it decreases.
+            for bound, is_low in ((low, True), (high, False)):
+                if bound is None:
+                    continue
+                root = self._root(y, probe, grid, bound, sign, column)
+                if (sign > 0) == is_low:
+                    lower_end = np.maximum(lower_end, root)
+                else:
+                    upper_end = np.minimum(upper_end, root)
         return np.clip(ndtr(upper_end) - ndtr(lower_end), 0.0, 1.0)[:, None]
 
-    def _root(self, y: np.ndarray, probe: np.ndarray, grid: np.ndarray, bound: float, sign: float) -> np.ndarray:
-        """s where M = bound along each node's line; ±inf where the line stays on one side within REACH."""
+    def _root(self, y: np.ndarray, probe: np.ndarray, grid: np.ndarray, bound: float, sign: float,
+              column: int) -> np.ndarray:
+        """s where M = bound along each node's line; ±inf where the line stays on one side within the reach."""
         transform = bool(np.all(probe > 0) and bound > 0)
         # log M is close to linear in s for power-law dependence (AUC ∝ 1/CL): fewer secant steps.
         h = np.log(probe) - np.log(bound) if transform else probe - bound
@@ -107,10 +123,10 @@ class Preintegrated:
         if len(todo):
             c = cell[todo]
             result[todo] = self._illinois(y[todo], grid[c].copy(), grid[c + 1].copy(), h[todo, c].copy(),
-                                          h[todo, c + 1].copy(), bound, transform)
+                                          h[todo, c + 1].copy(), bound, transform, column)
         return result
 
-    def _illinois(self, y, lo, hi, f_lo, f_hi, bound, transform) -> np.ndarray:
+    def _illinois(self, y, lo, hi, f_lo, f_hi, bound, transform, column) -> np.ndarray:
         """Batched Illinois iterations on a bracket until it is below the root tolerance."""
         side = np.zeros(len(lo), dtype=int)
         active = np.ones(len(lo), dtype=bool)
@@ -123,7 +139,7 @@ class Preintegrated:
             denominator = f_hi[index] - f_lo[index]
             guess = hi[index] - f_hi[index] * width[index] / np.where(denominator == 0, 1, denominator)
             guess = np.where((guess > lo[index]) & (guess < hi[index]), guess, (lo[index] + hi[index]) / 2)
-            value = self._values(y[index], guess)
+            value = self._values(y[index], guess)[:, column]
             f = np.log(value) - np.log(bound) if transform else value - bound
             if transform and np.any(value <= 0):
                 raise NotMonotone("the metric is not positive along the conditioning direction")
@@ -142,20 +158,48 @@ class Preintegrated:
         return (lo + hi) / 2
 
 
-def window_probability(metric: Callable[[np.ndarray], np.ndarray], dim: int, low: float | None,
-                       high: float | None, rtol: float, atol: float, max_nodes: int,
+def window_probability(metric: Callable[[np.ndarray], np.ndarray], dim: int,
+                       bounds: list[tuple[float | None, float | None]], rtol: float, atol: float, max_nodes: int,
                        counter: Callable[[], int], rule: str = "tensor") -> Outcome:
-    """P(low ≤ M(z) < high) for z ~ N(0, I_dim) by pre-integration; raises NotMonotone if it does not apply."""
+    """P(low_i ≤ M_i(z) < high_i for every i) for z ~ N(0, I_dim) by pre-integration.
+
+    ``metric(z)`` returns (n, m) values, one column per window.  Raises NotMonotone if it does not apply.
+    """
+    tolerance = max(atol, 1e-3 * rtol)
+    root_tolerance = max(1e-13, 0.1 * tolerance)
+    reach = reach_for(tolerance)
+    tail = 2 * ndtr(-reach)
+    for u in candidate_directions(metric, dim):
+        conditional = Preintegrated(metric, dim, bounds, u, root_tolerance, reach)
+        try:
+            return _integrate(conditional, dim, rtol, atol, max_nodes, counter, rule, root_tolerance, tail)
+        except NotMonotone:
+            continue
+    raise NotMonotone("no direction was found along which every metric is monotone")
+
+
+def candidate_directions(metric: Callable[[np.ndarray], np.ndarray], dim: int):
+    """Directions to condition on, best first: the steepest one of the first metric, then the coordinate
+    axes in order of that gradient's components (an axis such as log CL often keeps several metrics
+    monotone at once where the steepest direction of one does not)."""
     u = direction(metric, dim)
-    # A root error δs moves Φ by at most φ(0)·δs < 0.4·δs, so a tenth of the tolerance is plenty.
-    root_tolerance = max(1e-13, 0.1 * max(atol, 1e-3 * rtol))
-    conditional = Preintegrated(metric, dim, low, high, u, root_tolerance)
+    yield u
+    for axis in np.argsort(-np.abs(u)):
+        e = np.zeros(dim)
+        e[axis] = 1.0
+        if not np.allclose(e, np.abs(u)):
+            yield e * (1.0 if u[axis] >= 0 else -1.0)
+
+
+def _integrate(conditional: Preintegrated, dim, rtol, atol, max_nodes, counter, rule, root_tolerance,
+               tail) -> Outcome:
     if dim == 1:
         value = conditional(np.zeros((1, 0)))[0]
-        bound = np.full(1, 0.4 * root_tolerance)
+        bound = np.full(1, 0.4 * root_tolerance + tail)
         return Outcome(value, bound, True, "pre-integration (1-D, exact up to root finding)",
                        [(counter(), value, bound)])
     driver = smolyak_adaptive if rule == "smolyak" else tensor_adaptive
     outcome = driver(conditional, dim - 1, rtol, atol, max_nodes, counter)
-    outcome.rule = f"pre-integration along the steepest direction + {outcome.rule}"
+    outcome.error = outcome.error + tail + 0.4 * root_tolerance
+    outcome.rule = f"pre-integration + {outcome.rule}"
     return outcome
