@@ -27,6 +27,7 @@ from koopnb.errors import (
 from koopnb.expectation import ExpectationResult, expectation, probability
 from koopnb.metrics import AUC, Cmax, Cmin, Conc, Target, TimeAbove, Window
 from koopnb.model import Model, parse_model
+from koopnb.optimize import DoseResult, optimize_dose, optimize_regimen
 from koopnb.regimen import Dose, Regimen
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "DataError",
     "DistributionError",
     "Dose",
+    "DoseResult",
     "Empirical",
     "ExpectationError",
     "ExpectationResult",
@@ -61,6 +63,8 @@ __all__ = [
     "Window",
     "datasets",
     "expectation",
+    "optimize_dose",
+    "optimize_regimen",
     "parse_model",
     "probability",
 ]
