@@ -25,6 +25,7 @@ from koopnb.errors import (
     SimulationError,
 )
 from koopnb.expectation import ExpectationResult, expectation, probability
+from koopnb.inference import ConvergenceWarning, PopulationPosterior, Posterior, fit_individual, fit_population
 from koopnb.metrics import AUC, Cmax, Cmin, Conc, Target, TimeAbove, Window
 from koopnb.model import Model, parse_model
 from koopnb.optimize import DoseResult, optimize_dose, optimize_regimen
@@ -32,11 +33,17 @@ from koopnb.regimen import Dose, Regimen
 
 __version__ = "0.1.0"
 
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt extension (for ``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "koopnb"}]
+
 __all__ = [
     "AUC",
     "Cmax",
     "Cmin",
     "Conc",
+    "ConvergenceWarning",
     "DataError",
     "DistributionError",
     "Dose",
@@ -53,6 +60,8 @@ __all__ = [
     "ModelError",
     "MvLogNormal",
     "Normal",
+    "PopulationPosterior",
+    "Posterior",
     "Regimen",
     "RegimenError",
     "SimulationError",
@@ -63,6 +72,8 @@ __all__ = [
     "Window",
     "datasets",
     "expectation",
+    "fit_individual",
+    "fit_population",
     "optimize_dose",
     "optimize_regimen",
     "parse_model",
