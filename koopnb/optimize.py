@@ -254,69 +254,99 @@ class _KoopmanWindows:
             previous = current
         return nodes, weights
 
-    def _table(self, dose: float) -> np.ndarray:
+    def _table(self, dose: float) -> list[_Lines]:
         key = 1.0 if self.scaling else float(dose)
         if key not in self._tables:
-            self._tables[key] = self._metric_table(self.reference if self.scaling else dose, self.outer)
+            values = self._metric_table(self.reference if self.scaling else dose, self.outer)
+            self._tables[key] = [_Lines(self.s, values[:, :, k]) for k in range(values.shape[2])]
         return self._tables[key]
 
     def __call__(self, doses: np.ndarray) -> np.ndarray:
         """The search probability at each dose (n_doses,), all doses at once."""
         doses = np.atleast_1d(np.asarray(doses, dtype=float))
         if self.scaling:
-            lines = self._table(self.reference)[None] * (doses / self.reference)[:, None, None, None]
+            # Every metric is the reference one times dose/reference: one table, only the levels move.
+            inside = self._inside(self._table(self.reference), doses / self.reference)
         else:
-            lines = np.stack([self._table(float(d)) for d in doses])
-        n_doses, n_outer, points, _ = lines.shape
-        lower = np.full(n_doses * n_outer, -np.inf)
-        upper = np.full(n_doses * n_outer, np.inf)
-        for k, window in enumerate(self.windows):
-            rows = lines[:, :, :, k].reshape(-1, points)
+            inside = np.concatenate([self._inside(self._table(float(d)), np.ones(1)) for d in doses])
+        return inside @ self.weights
+
+    def _inside(self, lines: list[_Lines], scales: np.ndarray) -> np.ndarray:
+        """(len(scales), n_outer) probability along each line that every window holds for metrics scale·M."""
+        lower = np.full((len(scales), len(self.outer)), -np.inf)
+        upper = np.full((len(scales), len(self.outer)), np.inf)
+        for line, window in zip(lines, self.windows, strict=True):
             for bound, is_low in ((window.low, True), (window.high, False)):
                 if bound is None:
                     continue
-                root, increasing = _crossing(self.s, rows, bound)
-                if increasing == is_low:
+                root = line.crossing(bound / scales)
+                if line.increasing == is_low:
                     lower = np.maximum(lower, root)
                 else:
                     upper = np.minimum(upper, root)
-        inside = np.clip(ndtr(upper) - ndtr(lower), 0.0, 1.0).reshape(n_doses, n_outer)
-        return inside @ self.weights
+        return np.clip(ndtr(upper) - ndtr(lower), 0.0, 1.0)
 
 
-def _crossing(s: np.ndarray, values: np.ndarray, bound: float) -> tuple[np.ndarray, bool]:
-    """Where each row of ``values`` (monotone in s) crosses ``bound``, by monotone cubic (PCHIP) interpolation.
+class _Lines:
+    """One metric tabulated along the conditioning lines (rows, points over s), with its monotone cubic
+    (PCHIP) interpolant in log(metric) — or in the metric itself when it is not positive everywhere.
 
-    Returns the roots (±inf where a row stays on one side) and whether the rows increase.
+    The interpolant is built once; ``crossing`` then solves for any number of levels without model
+    evaluations, which is what makes one table serve every dose of a linear model.
     """
-    steps = np.diff(values, axis=1)
-    increasing = bool(np.all(steps >= 0))
-    if not increasing and not np.all(steps <= 0):
-        raise NotMonotone("a metric is not monotone along the conditioning direction")
-    if not increasing:
-        s, values = -s[::-1], values[:, ::-1]
-    h = np.log(np.maximum(values, 1e-300)) - np.log(bound) if bound > 0 and np.all(values > 0) else values - bound
-    above = h >= 0
-    roots = np.where(above[:, 0], -np.inf, np.inf)
-    flips = above[:, 1:] & ~above[:, :-1]
-    rows = np.flatnonzero(flips.any(axis=1))
-    if len(rows):
-        cell = np.argmax(flips[rows], axis=1)
-        slopes = _pchip_slopes(s, h[rows])
-        take = lambda a, c: np.take_along_axis(a, c[:, None], axis=1)[:, 0]  # noqa: E731
-        a, b = s[cell], s[cell + 1]
-        y0, y1, m0, m1 = take(h[rows], cell), take(h[rows], cell + 1), take(slopes, cell), take(slopes, cell + 1)
-        lo, hi = np.zeros(len(rows)), np.ones(len(rows))
-        width = b - a
-        for _ in range(50):  # bisection on the Hermite cubic: no model evaluations
-            t = (lo + hi) / 2
-            value = ((2 * t**3 - 3 * t**2 + 1) * y0 + (t**3 - 2 * t**2 + t) * width * m0
-                     + (-2 * t**3 + 3 * t**2) * y1 + (t**3 - t**2) * width * m1)
-            lo, hi = np.where(value < 0, t, lo), np.where(value < 0, hi, t)
-        roots[rows] = a + width * (lo + hi) / 2
-    if not increasing:
-        roots = -roots
-    return roots, increasing
+
+    def __init__(self, s: np.ndarray, values: np.ndarray):
+        steps = np.diff(values, axis=1)
+        self.increasing = bool(np.all(steps >= 0))
+        if not self.increasing and not np.all(steps <= 0):
+            raise NotMonotone("a metric is not monotone along the conditioning direction")
+        if not self.increasing:  # work with an increasing function of s' = −s
+            s, values = -s[::-1], values[:, ::-1]
+        self.positive = bool(np.all(values > 0))
+        self.s = s
+        self.h = np.log(values) if self.positive else values
+        self.slopes = _pchip_slopes(s, self.h)
+
+    def crossing(self, levels: np.ndarray) -> np.ndarray:
+        """(len(levels), rows) s where the interpolant equals each level along each row; ±inf where the row
+        stays on one side within the table."""
+        if self.positive:
+            if np.any(levels <= 0):  # a positive metric is above any level ≤ 0 everywhere
+                levels = np.where(levels > 0, levels, np.exp(self.h.min()) / 2)
+            levels = np.log(levels)
+        points = len(self.s)
+        below = np.count_nonzero(self.h[None, :, :] < levels[:, None, None], axis=2)  # (n_levels, rows)
+        roots = np.where(below == 0, -np.inf, np.inf)
+        level_index, rows = np.nonzero((below > 0) & (below < points))
+        if len(rows):
+            cell = below[level_index, rows] - 1
+            a, width = self.s[cell], self.s[cell + 1] - self.s[cell]
+            t = _hermite_root(self.h[rows, cell], self.h[rows, cell + 1], width * self.slopes[rows, cell],
+                              width * self.slopes[rows, cell + 1], levels[level_index])
+            roots[level_index, rows] = a + width * t
+        return roots if self.increasing else -roots
+
+
+def _hermite_root(y0, y1, m0, m1, level) -> np.ndarray:
+    """t in [0, 1] where the cubic Hermite segment (values y0 < level ≤ y1, end slopes m0, m1 per unit t)
+    equals level: Newton steps kept inside a shrinking bracket (bisection when a step leaves it)."""
+    lo, hi = np.zeros_like(y0), np.ones_like(y0)
+    t = np.clip((level - y0) / (y1 - y0), 0.0, 1.0)
+    for _ in range(60):
+        t2, t3 = t * t, t * t * t
+        value = ((2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (3 * t2 - 2 * t3) * y1
+                 + (t3 - t2) * m1 - level)
+        slope = (6 * t2 - 6 * t) * (y0 - y1) + (3 * t2 - 4 * t + 1) * m0 + (3 * t2 - 2 * t) * m1
+        negative = value < 0
+        lo, hi = np.where(negative, t, lo), np.where(negative, hi, t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = t - value / slope
+        step = np.where((newton >= lo) & (newton <= hi), newton, (lo + hi) / 2)
+        done = np.abs(step - t) <= 1e-13
+        t = step
+        if done.all():
+            break
+    return t
 
 
 def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
