@@ -42,6 +42,15 @@ def _next_order(n: int) -> int:
     return larger[0] if larger else int(n * 1.5)
 
 
+ROUNDING = 32 * np.finfo(float).eps
+"""Relative rounding floor of a quadrature sum: once two levels agree to the last bits, the error is
+still at least this times Σ|w·f| (the sum cannot be more accurate than its terms)."""
+
+
+def _rounding(f_values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return ROUNDING * (np.abs(weights) @ np.abs(f_values))
+
+
 def _rule_value(f: Callable, nodes: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return weights @ f(nodes)
 
@@ -85,9 +94,12 @@ def tensor_adaptive(f: Callable, dim: int, rtol: float, atol: float, max_nodes: 
             return Outcome(values[-1], np.where(np.isnan(error), np.inf, error), False, _tensor_name(rules[-1]),
                            history, [f"stopped refining: the next tensor rule needs {tensor_size(fine_rule)} nodes, "
                                      f"more than max_nodes={max_nodes}"])
-        values.append(_rule_value(f, *tensor_rule(fine_rule)))
+        nodes, weights = tensor_rule(fine_rule)
+        f_values = f(nodes)
+        values.append(weights @ f_values)
         rules.append(fine_rule)
-        error = np.maximum(np.abs(values[-1] - values[-2]), np.abs(values[-2] - values[-3]))
+        error = np.maximum(np.maximum(np.abs(values[-1] - values[-2]), np.abs(values[-2] - values[-3])),
+                           _rounding(f_values, weights))
         history.append((counter(), values[-1], error))
         if within(values[-1], error, rtol, atol) or not any(active):
             return Outcome(values[-1], error, within(values[-1], error, rtol, atol), _tensor_name(fine_rule),
@@ -160,8 +172,10 @@ def smolyak_adaptive(f: Callable, dim: int, rtol: float, atol: float, max_nodes:
                            f"Smolyak Gauss-Hermite level {level - 1 - dim}", history,
                            [f"stopped refining: the next sparse grid needs {len(nodes)} nodes, more than "
                             f"max_nodes={max_nodes}"])
-        values.append(weights @ cached(nodes))
-        error = np.maximum(np.abs(values[-1] - values[-2]), np.abs(values[-2] - values[-3]))
+        f_values = cached(nodes)
+        values.append(weights @ f_values)
+        error = np.maximum(np.maximum(np.abs(values[-1] - values[-2]), np.abs(values[-2] - values[-3])),
+                           _rounding(f_values, weights))
         history.append((counter(), values[-1], error))
         if within(values[-1], error, rtol, atol):
             return Outcome(values[-1], error, True,
