@@ -67,7 +67,10 @@ def _non_negative(value: object, name: str) -> float:
 
 
 class Regimen:
-    """An immutable, time-sorted sequence of :class:`Dose` (stable for equal times).
+    """An immutable, time-sorted sequence of :class:`Dose`.
+
+    Doses given at the same time are kept in one canonical order (by duration, compartment and amount),
+    so a regimen does not depend on the order its doses were listed in and round-trips through text.
 
     ``unit`` is the amount unit word (e.g. ``"mg"``), stored for display and never converted;
     ``None`` when unknown.  Two regimens are equal when their doses and units are equal.
@@ -82,7 +85,7 @@ class Regimen:
                 raise RegimenError(f"a regimen holds Dose objects, not {dose!r}")
         if unit is not None and (not isinstance(unit, str) or not unit.strip()):
             raise RegimenError(f"regimen unit must be a word such as 'mg' or None, not {unit!r}")
-        self._doses = tuple(sorted(doses, key=lambda dose: dose.time))
+        self._doses = tuple(sorted(doses, key=_canonical))
         self._unit = unit
 
     @classmethod
@@ -185,6 +188,10 @@ class Regimen:
         if not self._doses:
             return "Regimen([])" if self._unit is None else f"Regimen([], unit={self._unit!r})"
         return f"Regimen.parse({str(self)!r})"
+
+
+def _canonical(dose: Dose) -> tuple:
+    return (dose.time, dose.duration, "" if dose.cmt is None else str(dose.cmt), dose.amount)
 
 
 # --- writing a regimen as text ------------------------------------------------------------------

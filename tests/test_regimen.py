@@ -191,7 +191,8 @@ def _doses(text):
             "1000 mg po; 500 mg po q12h x2 at 12 h",
             [(1000, 0, None, 0), (500, 12, None, 0), (500, 24, None, 0)],
         ),
-        ("100 mg iv; 50 mg po", [(100, 0, "central", 0), (50, 0, None, 0)]),
+        # Doses at the same time keep a canonical order (duration, compartment, amount), not the order written.
+        ("100 mg iv; 50 mg po", [(50, 0, None, 0), (100, 0, "central", 0)]),
         ("320 mg po;", [(320, 0, None, 0)]),
     ],
 )
