@@ -1,0 +1,29 @@
+"""The notebook layer: IPython magics, the interactive dosing dashboard and rich display.
+
+Only this package imports IPython and ipywidgets; the imports are deferred so that the numerical
+core can use :mod:`koopnb.jupyter.display` (pure functions) without them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DOSE_RANGE = 4.0
+"""Dose searches without explicit bounds run from the current dose / DOSE_RANGE to the dose × DOSE_RANGE."""
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext koopnb``: register the koopnb magics with the running IPython."""
+    from koopnb.jupyter.magics import KoopnbMagics
+
+    ipython.register_magics(KoopnbMagics)
+
+
+def dashboard(model, dist, regimen, metric, window=None):
+    """The interactive dosing panel (an ipywidgets widget); see :func:`koopnb.jupyter.widgets.dashboard`."""
+    from koopnb.jupyter.widgets import dashboard as build
+
+    return build(model, dist, regimen, metric, window=window)
+
+
+__all__ = ["dashboard", "load_ipython_extension"]

@@ -1,0 +1,286 @@
+"""IPython magics: a thin layer over the library (``%%pkmodel``, ``%pkfit``, ``%pkexpect``, ``%pkdose``,
+``%pkdashboard``).
+
+Each magic parses its options with ``magic_arguments`` (so ``%pkfit?`` shows them), looks its
+variables up in the user namespace, calls the library and displays the answer.  Every user mistake —
+an unknown variable, a regimen, metric or model that does not parse, any :class:`KoopnbError` — is
+raised as a ``UsageError``, which IPython shows as one paragraph without a traceback.
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from koopnb.data import read_nonmem, subjects
+from koopnb.distributions import Distribution
+from koopnb.errors import KoopnbError, MetricError, ModelError
+from koopnb.expectation import expectation, probability
+from koopnb.inference import ConvergenceWarning, fit_individual, fit_population
+from koopnb.jupyter import DOSE_RANGE
+from koopnb.jupyter import display as rich
+from koopnb.metrics import Target, Window, parse_bounds, parse_metric, parse_window
+from koopnb.model import Model, parse_model
+from koopnb.optimize import optimize_dose
+from koopnb.regimen import Regimen
+
+
+@magics_class
+class KoopnbMagics(Magics):
+    """koopnb's notebook commands; load them with ``%load_ext koopnb``."""
+
+    @cell_magic
+    @magic_arguments()
+    @argument("name", help="variable the parsed model is bound to")
+    def pkmodel(self, line: str, cell: str) -> None:
+        """Parse the cell as a koopnb model, bind it to NAME and show its equations and parameters.
+
+        Example::
+
+            %%pkmodel theoph
+            ka = 1.5 [1/h] ~ 0.6
+            ...
+        """
+        args = parse_argstring(self.pkmodel, line)
+        if not args.name.isidentifier() or keyword.iskeyword(args.name):
+            raise UsageError(f"%%pkmodel needs a Python variable name, not {args.name!r}")
+        try:
+            model = parse_model(cell, name=args.name)
+        except ModelError as error:
+            raise UsageError(model_error_text(error, cell)) from None
+        except KoopnbError as error:
+            raise UsageError(str(error)) from None
+        self.shell.user_ns[args.name] = model
+        display(rich.model_bundle(model), raw=True)
+
+    @line_magic
+    @magic_arguments()
+    @argument("model", help="variable holding the model (from %%pkmodel)")
+    @argument("data", help="variable holding the data (NONMEM-style table or (times, values)), or a CSV path")
+    @argument("--id", default=None, help="fit this subject of a table alone (individual fit)")
+    @argument("--steps", type=int, default=2000, help="emcee steps per walker (default 2000)")
+    @argument("--walkers", type=int, default=None, help="emcee walkers (default max(32, 4 per parameter))")
+    @argument("--seed", type=int, default=None, help="random seed for reproducible draws")
+    @argument("-o", "--output", default="posterior", help="variable the posterior is bound to (default posterior)")
+    def pkfit(self, line: str) -> None:
+        """Fit MODEL to DATA with emcee: one subject (a table of one subject, or --id) is an individual fit,
+        a table of many subjects a population fit.  Shows a progress bar and the posterior summary."""
+        args = parse_argstring(self.pkfit, line)
+        model = self._model(args.model)
+        data = self._data(args.data)
+        options = {"steps": args.steps, "walkers": args.walkers, "seed": args.seed, "progress": True}
+        with user_errors(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            if isinstance(data, pd.DataFrame):
+                table = read_nonmem(data)
+                ids = subjects(table)
+                if args.id is not None:
+                    posterior = fit_individual(model, table, subject=_subject(args.id, ids), **options)
+                elif len(ids) == 1:
+                    posterior = fit_individual(model, table, **options)
+                else:
+                    posterior = fit_population(model, table, **options)
+            elif args.id is not None:
+                raise UsageError("--id picks a subject of a table; the data here is (times, values)")
+            else:
+                posterior = fit_individual(model, data, **options)
+        self.shell.user_ns[args.output] = posterior
+        display(rich.posterior_summary_bundle(posterior), raw=True)
+        for warning in caught:
+            if issubclass(warning.category, ConvergenceWarning):
+                print(f"Note: {warning.message}")
+
+    @line_magic
+    @magic_arguments()
+    @argument("model", help="variable holding the model")
+    @argument("--dist", default="prior", help="variable holding a distribution or posterior, or 'prior' "
+                                              "(the model's population distribution; the default)")
+    @argument("--regimen", required=True, help='dosing regimen, e.g. "320 mg po q24h x3"')
+    @argument("--metric", required=True, help='exposure metric, e.g. "auc(0, 24)"')
+    @argument("--window", default=None, help="target window LOW..HIGH (..HIGH, LOW..): gives the probability")
+    @argument("--method", default="koopman", choices=("koopman", "montecarlo", "qmc"), help="integration method")
+    @argument("--n", type=int, default=10_000, help="Monte Carlo draws (--method montecarlo)")
+    @argument("--seed", type=int, default=None, help="random seed (Monte Carlo and QMC)")
+    @argument("--rtol", type=float, default=1e-4, help="relative tolerance (default 1e-4)")
+    @argument("--atol", type=float, default=None, help="absolute tolerance (default the library's)")
+    @argument("--covariate", action="append", default=[], metavar="NAME=VALUE", help="a covariate value (repeat)")
+    @argument("-o", "--output", default=None, help="variable the ExpectationResult is bound to")
+    def pkexpect(self, line: str) -> None:
+        """The expected METRIC, or with --window the probability of landing in it, over the uncertainty in
+        --dist, with its error estimate and the number of model evaluations."""
+        args = parse_argstring(self.pkexpect, line)
+        model = self._model(args.model)
+        dist = self._distribution(args.dist, model)
+        tolerances = {"rtol": args.rtol} | ({"atol": args.atol} if args.atol is not None else {})
+        with user_errors():
+            regimen = Regimen.parse(args.regimen)
+            metric = parse_metric(args.metric)
+            options = {"method": args.method, "n": args.n, "seed": args.seed, "covariates": _covariates(args.covariate),
+                       **tolerances}
+            if args.window is None:
+                result = expectation(metric, model, regimen, dist, **options)
+            else:
+                result = probability(Window(metric, *parse_bounds(args.window)), model, regimen, dist, **options)
+        if args.output:
+            self.shell.user_ns[args.output] = result
+        display(rich.expectation_bundle(result), raw=True)
+
+    @line_magic
+    @magic_arguments()
+    @argument("model", help="variable holding the model")
+    @argument("--dist", default="prior", help="variable holding a distribution or posterior, or 'prior'")
+    @argument("--regimen", required=True, help='regimen whose doses are scaled, e.g. "320 mg po q24h x3"')
+    @argument("--window", default=None, help='maximise P(window), e.g. "auc(0, 24) in 400..600"')
+    @argument("--target", default=None, help='hit an expected value instead, e.g. "auc(0, 24) = 500"')
+    @argument("--bounds", default=None, help="dose range LOW..HIGH (default a quarter to 4 times the dose)")
+    @argument("--step", type=float, default=None, help="only multiples of this dose (tablet or vial size)")
+    @argument("--method", default="koopman", choices=("koopman", "montecarlo"), help="search objective")
+    @argument("--covariate", action="append", default=[], metavar="NAME=VALUE", help="a covariate value (repeat)")
+    @argument("-o", "--output", default=None, help="variable the DoseResult is bound to")
+    def pkdose(self, line: str) -> None:
+        """The dose (every dose of --regimen scaled alike) that maximises the probability of --window, or
+        whose expected metric equals --target; certified with its error bound."""
+        args = parse_argstring(self.pkdose, line)
+        if (args.window is None) == (args.target is None):
+            raise UsageError("%pkdose needs exactly one of --window and --target")
+        model = self._model(args.model)
+        dist = self._distribution(args.dist, model)
+        with user_errors():
+            regimen = Regimen.parse(args.regimen)
+            target = parse_window(args.window) if args.window is not None else parse_target(args.target)
+            first = regimen.doses[0].amount if regimen.doses else 0.0
+            bounds = (parse_bounds(args.bounds) if args.bounds is not None
+                      else (first / DOSE_RANGE, first * DOSE_RANGE))
+            if None in bounds:
+                raise UsageError(f"--bounds needs both ends, LOW..HIGH, not {args.bounds!r}")
+            result = optimize_dose(model, regimen, dist, target, bounds, step=args.step, method=args.method,
+                                   covariates=_covariates(args.covariate))
+        if args.output:
+            self.shell.user_ns[args.output] = result
+        display(rich.dose_bundle(result), raw=True)
+
+    @line_magic
+    @magic_arguments()
+    @argument("model", help="variable holding the model")
+    @argument("--dist", default="prior", help="variable holding a distribution or posterior, or 'prior'")
+    @argument("--regimen", required=True, help='starting regimen, e.g. "320 mg po q24h x3"')
+    @argument("--metric", required=True, help='exposure metric, e.g. "auc(0, 24)"')
+    @argument("--window", default=None, help="starting window LOW..HIGH")
+    def pkdashboard(self, line: str) -> None:
+        """An interactive panel: window, dose, interval and metric controls, the live probability and
+        expectation, concentration bands and an "Optimise dose" button."""
+        from koopnb.jupyter.widgets import dashboard
+
+        args = parse_argstring(self.pkdashboard, line)
+        model = self._model(args.model)
+        dist = self._distribution(args.dist, model)
+        with user_errors():
+            panel = dashboard(model, dist, args.regimen, args.metric,
+                              window=parse_bounds(args.window) if args.window is not None else None)
+        display(panel)
+
+    # -- the user namespace ---------------------------------------------------------------------------
+    def _variable(self, name: str, what: str):
+        if name not in self.shell.user_ns:
+            raise UsageError(f"there is no variable {name!r} (expected {what})")
+        return self.shell.user_ns[name]
+
+    def _model(self, name: str) -> Model:
+        model = self._variable(name, "a model from %%pkmodel")
+        if not isinstance(model, Model):
+            raise UsageError(f"{name!r} is a {type(model).__name__}, not a model; define one with %%pkmodel {name}")
+        return model
+
+    def _distribution(self, name: str, model: Model) -> Distribution:
+        """A user variable (a distribution, or a posterior turned into one), else the word ``prior``."""
+        if name == "prior" and not isinstance(self.shell.user_ns.get(name), Distribution):
+            with user_errors():
+                return model.prior()
+        value = self._variable(name, "a distribution, a posterior or the word prior")
+        if isinstance(value, Distribution):
+            return value
+        if hasattr(value, "to_distribution"):
+            with user_errors():
+                return value.to_distribution()
+        raise UsageError(f"{name!r} is a {type(value).__name__}, not a distribution or posterior")
+
+    def _data(self, name: str):
+        if name in self.shell.user_ns:
+            return self.shell.user_ns[name]
+        if os.path.exists(name):
+            with user_errors():
+                return read_nonmem(name)
+        raise UsageError(f"there is no variable or file {name!r} (expected a data table)")
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn koopnb's errors (bad input, failed computations) into one-paragraph UsageErrors."""
+    try:
+        yield
+    except KoopnbError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot read {error.filename!r}: {error.strerror}") from None
+
+
+def model_error_text(error: ModelError, source: str) -> str:
+    """``line L, column C: message`` followed by the offending line of ``source`` and a caret under C."""
+    lines = source.splitlines()
+    if error.line is None or not 1 <= error.line <= len(lines):
+        return str(error)
+    text = lines[error.line - 1]
+    column = max(int(error.column or 1), 1)
+    # Keep tabs in the caret's indentation so it lines up under the same character.
+    indent = "".join(ch if ch == "\t" else " " for ch in text[: column - 1])
+    return f"{error}\n    {text}\n    {indent}^"
+
+
+def parse_target(text: str) -> Target:
+    """A Target from ``METRIC = VALUE``, e.g. ``auc(0, 24) = 500``."""
+    metric, equals, value = (text or "").rpartition("=")
+    if not equals:
+        raise MetricError(f"target {text!r} is not of the form 'METRIC = VALUE', e.g. auc(0, 24) = 500")
+    try:
+        number = float(value)
+    except ValueError:
+        raise MetricError(f"target {text!r}: {value.strip()!r} is not a number") from None
+    return Target(parse_metric(metric), number)
+
+
+def _covariates(pairs: list[str]) -> dict[str, float] | None:
+    """``["WT=70", "AGE=40"]`` -> ``{"WT": 70.0, "AGE": 40.0}``; None when there are none."""
+    values = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        number = _number(value)
+        if not equals or not name.strip() or number is None:
+            raise UsageError(f"--covariate needs NAME=VALUE with a number, not {pair!r}")
+        values[name.strip()] = number
+    return values or None
+
+
+def _subject(text: str, ids: list) -> object:
+    """The subject ID of the table that reads as ``text`` (IDs may be numbers or strings)."""
+    for subject in ids:
+        if str(subject) == text or (isinstance(subject, (int, float)) and _number(text) == subject):
+            return subject
+    shown = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
+    raise UsageError(f"there is no subject {text!r} in the data; the IDs are {shown}")
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
