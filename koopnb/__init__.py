@@ -34,11 +34,27 @@ from koopnb.regimen import Dose, Regimen
 __version__ = "0.1.0"
 
 
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext koopnb``: register the %%pkmodel and %pk… magics (IPython is imported only here)."""
+    from koopnb.jupyter import load_ipython_extension as load
+
+    load(ipython)
+
+
+def dashboard(model, dist, regimen, metric, window=None):
+    """The interactive dosing panel (ipywidgets): window sliders, dose, interval, live probability and plots."""
+    from koopnb.jupyter.widgets import dashboard as build
+
+    return build(model, dist, regimen, metric, window)
+
+
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     """Where JupyterLab finds the prebuilt extension (for ``jupyter labextension develop``)."""
     return [{"src": "labextension", "dest": "koopnb"}]
 
 __all__ = [
+    "dashboard",
+    "load_ipython_extension",
     "AUC",
     "Cmax",
     "Cmin",
