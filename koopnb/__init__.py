@@ -53,8 +53,6 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "koopnb"}]
 
 __all__ = [
-    "dashboard",
-    "load_ipython_extension",
     "AUC",
     "Cmax",
     "Cmin",
@@ -86,10 +84,12 @@ __all__ = [
     "TruncatedNormal",
     "Uniform",
     "Window",
+    "dashboard",
     "datasets",
     "expectation",
     "fit_individual",
     "fit_population",
+    "load_ipython_extension",
     "optimize_dose",
     "optimize_regimen",
     "parse_model",
