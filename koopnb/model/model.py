@@ -183,7 +183,10 @@ class Model:
 
 def _unknown(name: str, kind: str, known, other) -> str:
     """One sentence for an unknown name, with the closest known name when there is one."""
-    guess = difflib.get_close_matches(name, list(known), n=1)
+    known = list(known)
+    # Case slips (Cl for CL) are the commonest misspelling: compare case-folded names first.
+    folded = [k for k in known if k.casefold() == name.casefold()]
+    guess = folded or difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {guess[0]!r}?)" if guess else ""
     if name in other:
         return f"{name!r} is not a {kind} of the model{hint}"
