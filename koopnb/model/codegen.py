@@ -61,7 +61,9 @@ def _broadcasting(function: Callable, count: int) -> Callable:
     def evaluate(*args):
         values = function(*args)
         shape = np.broadcast_shapes(*(np.shape(a) for a in args)) if args else ()
-        return [np.broadcast_to(np.asarray(v, dtype=float), shape) for v in values]
+        # Most entries already have the batch shape; only constants need broadcasting (a hot path in fits).
+        return [v if isinstance(v, np.ndarray) and v.shape == shape and v.dtype == float
+                else np.broadcast_to(np.asarray(v, dtype=float), shape) for v in values]
 
     evaluate.count = count
     return evaluate
