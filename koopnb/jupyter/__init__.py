@@ -19,11 +19,4 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(KoopnbMagics)
 
 
-def dashboard(model, dist, regimen, metric, window=None):
-    """The interactive dosing panel (an ipywidgets widget); see :func:`koopnb.jupyter.widgets.dashboard`."""
-    from koopnb.jupyter.widgets import dashboard as build
-
-    return build(model, dist, regimen, metric, window=window)
-
-
-__all__ = ["dashboard", "load_ipython_extension"]
+__all__ = ["DOSE_RANGE", "load_ipython_extension"]

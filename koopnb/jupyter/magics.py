@@ -50,7 +50,7 @@ class KoopnbMagics(Magics):
             ka = 1.5 [1/h] ~ 0.6
             ...
         """
-        args = parse_argstring(self.pkmodel, line)
+        args = _parse(self.pkmodel, line)
         if not args.name.isidentifier() or keyword.iskeyword(args.name):
             raise UsageError(f"%%pkmodel needs a Python variable name, not {args.name!r}")
         try:
@@ -74,7 +74,7 @@ class KoopnbMagics(Magics):
     def pkfit(self, line: str) -> None:
         """Fit MODEL to DATA with emcee: one subject (a table of one subject, or --id) is an individual fit,
         a table of many subjects a population fit.  Shows a progress bar and the posterior summary."""
-        args = parse_argstring(self.pkfit, line)
+        args = _parse(self.pkfit, line)
         model = self._model(args.model)
         data = self._data(args.data)
         options = {"steps": args.steps, "walkers": args.walkers, "seed": args.seed, "progress": True}
@@ -117,7 +117,7 @@ class KoopnbMagics(Magics):
     def pkexpect(self, line: str) -> None:
         """The expected METRIC, or with --window the probability of landing in it, over the uncertainty in
         --dist, with its error estimate and the number of model evaluations."""
-        args = parse_argstring(self.pkexpect, line)
+        args = _parse(self.pkexpect, line)
         model = self._model(args.model)
         dist = self._distribution(args.dist, model)
         tolerances = {"rtol": args.rtol} | ({"atol": args.atol} if args.atol is not None else {})
@@ -149,7 +149,7 @@ class KoopnbMagics(Magics):
     def pkdose(self, line: str) -> None:
         """The dose (every dose of --regimen scaled alike) that maximises the probability of --window, or
         whose expected metric equals --target; certified with its error bound."""
-        args = parse_argstring(self.pkdose, line)
+        args = _parse(self.pkdose, line)
         if (args.window is None) == (args.target is None):
             raise UsageError("%pkdose needs exactly one of --window and --target")
         model = self._model(args.model)
@@ -180,7 +180,7 @@ class KoopnbMagics(Magics):
         expectation, concentration bands and an "Optimise dose" button."""
         from koopnb.jupyter.widgets import dashboard
 
-        args = parse_argstring(self.pkdashboard, line)
+        args = _parse(self.pkdashboard, line)
         model = self._model(args.model)
         dist = self._distribution(args.dist, model)
         with user_errors():
@@ -223,6 +223,24 @@ class KoopnbMagics(Magics):
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def _parse(magic, line: str):
+    """The magic's options, with the quotes around values such as "320 mg po q24h x3" removed
+    (IPython splits option strings without removing quotes)."""
+    args = parse_argstring(magic, line)
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            setattr(args, name, _unquote(value))
+        elif isinstance(value, list):
+            setattr(args, name, [_unquote(v) if isinstance(v, str) else v for v in value])
+    return args
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn koopnb's errors (bad input, failed computations) into one-paragraph UsageErrors."""

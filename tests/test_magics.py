@@ -1,0 +1,254 @@
+"""The IPython magics, driven through a real InteractiveShell: what they bind, what they display, and that
+every user mistake is one UsageError paragraph without a traceback."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.stats
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+import koopnb as kn
+from koopnb.inference import ConvergenceWarning
+from koopnb.jupyter.display import RESULT_MIME_TYPE
+from koopnb.jupyter.magics import KoopnbMagics
+
+MODEL_CELL = """\
+ka = 1.5  [1/h] ~ 0.6
+CL = 2.8  [L/h] ~ 27%
+V  = 31.5 [L]   ~ 0.15
+d/dt(depot)   = -ka*depot
+d/dt(central) =  ka*depot - CL/V*central
+conc = central / V
+conc ~ additive(0.7)
+dose depot
+"""
+# Over 2000 h every simulated patient has eliminated the dose (exp(-CL/V·t) < 1e-15 at the GH nodes),
+# so AUC(0, 2000) = D / CL: its mean and its window probabilities have closed forms in the log-normal CL.
+LONG_AUC = "auc(0, 2000)"
+DOSE = 320.0
+
+
+@pytest.fixture(scope="module")
+def shell():
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "koopnb.jupyter")
+    return ip
+
+
+@pytest.fixture
+def theo(shell):
+    run(shell, "%%pkmodel theo\n" + MODEL_CELL)
+    return shell.user_ns["theo"]
+
+
+def run(shell, source):
+    """Run a cell; return (ExecutionResult, captured output)."""
+    with capture_output() as captured:
+        result = shell.run_cell(source)
+    return result, captured
+
+
+def bundles(captured):
+    return [output.data for output in captured.outputs]
+
+
+def assert_one_line_error(result, captured, *fragments):
+    """The cell failed with a UsageError shown as one paragraph, with no traceback anywhere."""
+    assert isinstance(result.error_in_exec, UsageError), result.error_in_exec
+    text = captured.stdout + captured.stderr
+    assert "Traceback" not in text
+    assert text.count("UsageError") == 1
+    for fragment in fragments:
+        assert fragment in text, text
+
+
+def cl_log_sd(model):
+    return float(np.sqrt(model.omega[model.parameters.index("CL"), model.parameters.index("CL")]))
+
+
+# ---------------------------------------------------------------------------------------------- %%pkmodel
+def test_load_ext_koopnb_registers_the_magics():
+    fresh = InteractiveShell.instance()
+    fresh.run_line_magic("load_ext", "koopnb")
+    assert {"pkfit", "pkexpect", "pkdose", "pkdashboard"} <= set(fresh.magics_manager.magics["line"])
+    assert "pkmodel" in fresh.magics_manager.magics["cell"]
+
+
+def test_pkmodel_binds_the_model_and_shows_equations_and_parameters(shell):
+    result, captured = run(shell, "%%pkmodel theo\n" + MODEL_CELL)
+    assert result.success
+    model = shell.user_ns["theo"]
+    assert isinstance(model, kn.Model) and model.name == "theo"
+    assert model.parameters == ("ka", "CL", "V")
+    (data,) = bundles(captured)
+    assert "\\frac{d}{d t}" in data["text/latex"]
+    for name in ("ka", "CL", "V", "1/h", "L/h"):
+        assert f">{name}<" in data["text/html"]
+    assert "$$" in data["text/html"]  # the equations, typeset by the front end
+
+
+def test_pkmodel_error_points_at_line_and_column_with_a_caret(shell):
+    cell = "ka = 1.5 ~ 0.6\nCL = 2.8 ~ 0.3\nd/dt(depot) = -ka*depot +\n"
+    result, captured = run(shell, "%%pkmodel broken\n" + cell)
+    assert_one_line_error(result, captured, "line 3, column 25:")
+    message = str(result.error_in_exec).splitlines()
+    assert message[1].strip() == "d/dt(depot) = -ka*depot +"
+    assert message[2].index("^") == message[1].index("+")  # the caret sits under the offending '+'
+    assert "broken" not in shell.user_ns
+
+
+def test_pkmodel_needs_a_variable_name(shell):
+    result, captured = run(shell, "%%pkmodel 2x\n" + MODEL_CELL)
+    assert_one_line_error(result, captured, "variable name")
+
+
+def test_help_lists_the_options():
+    for magic, option in [(KoopnbMagics.pkfit, "--steps"), (KoopnbMagics.pkexpect, "--window"),
+                          (KoopnbMagics.pkdose, "--bounds"), (KoopnbMagics.pkdashboard, "--metric")]:
+        assert option in magic.__doc__
+
+
+# ---------------------------------------------------------------------------------------------- %pkexpect
+def test_pkexpect_mean_matches_the_closed_form(shell, theo):
+    result, captured = run(shell, f'%pkexpect theo --dist prior --regimen "{DOSE:g} mg po" --metric "{LONG_AUC}" '
+                                  "--rtol 1e-8 --atol 1e-8 -o mean_auc")
+    assert result.success, captured.stderr
+    expected = DOSE / theo.typical["CL"] * np.exp(cl_log_sd(theo) ** 2 / 2)  # E[D/CL], CL log-normal
+    answer = shell.user_ns["mean_auc"]
+    assert abs(answer.value - expected) < 1e-6 * expected
+    assert answer.error < 1e-6 * expected
+    (data,) = bundles(captured)
+    card = data[RESULT_MIME_TYPE]
+    assert card["kind"] == "expectation" and card["metric"] == "auc(0, 2000)"
+    assert card["value"] == answer.value and card["n_evals"] == answer.n_evals > 0
+    assert "±" in data["text/plain"] and "model evaluations" in data["text/plain"]
+
+
+def test_pkexpect_window_gives_the_probability(shell, theo):
+    low, high = 90.0, 130.0
+    result, captured = run(shell, f'%pkexpect theo --regimen "{DOSE:g} mg po" --metric "{LONG_AUC}" '
+                                  f"--window {low:g}..{high:g} --atol 1e-7 -o chance")
+    assert result.success, captured.stderr
+    # P(low <= D/CL < high) = P(D/high < CL <= D/low) with log CL ~ N(log CL_typ, ω²).
+    cl = scipy.stats.lognorm(s=cl_log_sd(theo), scale=theo.typical["CL"])
+    expected = cl.cdf(DOSE / low) - cl.cdf(DOSE / high)
+    answer = shell.user_ns["chance"]
+    assert abs(answer.value - expected) < 1e-5
+    card = bundles(captured)[0][RESULT_MIME_TYPE]
+    assert card["kind"] == "probability" and card["window"] == [low, high]
+    assert card["probability"] == answer.value
+
+
+def test_pkexpect_montecarlo_and_a_distribution_variable(shell, theo):
+    shell.user_ns["patient"] = {"CL": 2.8}
+    result, captured = run(shell, '%pkexpect theo --dist patient --regimen "320 mg po" --metric "auc(0, 24)"')
+    assert_one_line_error(result, captured, "'patient' is a dict, not a distribution or posterior")
+    shell.user_ns["patient"] = kn.MvLogNormal({"CL": 2.8}, [[0.09]])
+    result, captured = run(shell, '%pkexpect theo --dist patient --regimen "320 mg po" --metric "auc(0, 24)" '
+                                  "--method montecarlo --n 2000 --seed 3 -o mc")
+    assert result.success, captured.stderr
+    answer = shell.user_ns["mc"]
+    assert answer.method == "montecarlo" and answer.n_evals == 2000
+    exact = kn.expectation(kn.AUC(0, 24), theo, kn.Regimen.parse("320 mg po"), shell.user_ns["patient"], rtol=1e-8)
+    assert abs(answer.value - exact.value) < 5 * answer.error
+
+
+@pytest.mark.parametrize(("line", "fragment"), [
+    ('%pkexpect nothing --regimen "320 mg po" --metric "auc(0, 24)"', "no variable 'nothing'"),
+    ('%pkexpect theo --dist nowhere --regimen "320 mg po" --metric "auc(0, 24)"', "no variable 'nowhere'"),
+    ('%pkexpect theo --regimen "320 mg po q24 hh" --metric "auc(0, 24)"', "not 'hh'"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24"', "is not of the form name(arguments)"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "aucc(0, 24)"', "unknown metric 'aucc'"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)" --window 600..400', "must be below"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24, conk)"', "'conk'"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)" --covariate WT', "NAME=VALUE"),
+    ('%pkexpect theo --metric "auc(0, 24)"', "--regimen"),
+    ('%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" --target "auc(0,24)=100"',
+     "exactly one of --window and --target"),
+    ('%pkdose theo --regimen "320 mg po" --target "auc(0, 24) == x"', "is not a number"),
+    ('%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" --bounds 500..100', "0 < low < high"),
+    ("%pkfit theo nodata", "no variable or file 'nodata'"),
+    ('%pkdashboard theo --regimen "320 mg po" --metric "cmax(0)"', "cmax takes 2 numbers"),
+])
+def test_every_mistake_is_one_line(shell, theo, line, fragment):
+    result, captured = run(shell, line)
+    assert_one_line_error(result, captured, fragment)
+
+
+# ---------------------------------------------------------------------------------------------- %pkdose
+def test_pkdose_target_matches_the_closed_form(shell, theo):
+    target = 500.0
+    result, captured = run(shell, f'%pkdose theo --regimen "{DOSE:g} mg po" --target "{LONG_AUC} = {target:g}" '
+                                  "--bounds 100..2000 -o best")
+    assert result.success, captured.stderr
+    # E[D/CL] = target  =>  D = target · CL_typ · exp(-ω²/2).
+    expected = target * theo.typical["CL"] * np.exp(-cl_log_sd(theo) ** 2 / 2)
+    best = shell.user_ns["best"]
+    assert isinstance(best, kn.DoseResult)
+    assert abs(best.dose - expected) < 1e-4 * expected
+    card = bundles(captured)[0][RESULT_MIME_TYPE]
+    assert card["kind"] == "dose" and card["unit"] == "mg" and card["dose"] == best.dose
+    assert card["regimen"] == str(best.regimen)
+
+
+def test_pkdose_window_with_a_step(shell, theo):
+    result, captured = run(shell, '%pkdose theo --regimen "320 mg po q24h x3" --window "auc(0, 24) in 80..120" '
+                                  "--step 50 -o tablets")
+    assert result.success, captured.stderr
+    best = shell.user_ns["tablets"]
+    assert best.dose % 50 == 0 and 80 <= best.dose <= 1280  # default bounds: a quarter to 4 times 320
+    card = bundles(captured)[0][RESULT_MIME_TYPE]
+    assert card["kind"] == "dose" and card["window"] == [80.0, 120.0]
+    assert card["probability"] == pytest.approx(best.objective)
+
+
+# ---------------------------------------------------------------------------------------------- %pkfit
+@pytest.fixture(scope="module")
+def theoph_table():
+    return kn.datasets.theophylline()
+
+
+def test_pkfit_one_subject(shell, theo, theoph_table):
+    shell.user_ns["theoph"] = theoph_table
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result, captured = run(shell, "%pkfit theo theoph --id 1 --steps 60 --seed 4 -o subject1")
+    assert result.success, captured.stderr
+    posterior = shell.user_ns["subject1"]
+    assert isinstance(posterior, kn.Posterior) and posterior.subject.id == 1
+    (data,) = bundles(captured)
+    assert "Posterior of subject 1" in data["text/html"] and "<table" in data["text/html"]
+    assert "Note: the chain of 60 steps" in captured.stdout  # a short chain is said so, not hidden
+    assert "Traceback" not in captured.stderr
+
+
+def test_pkfit_population_by_default_posterior(shell, theo, theoph_table):
+    shell.user_ns["theoph"] = theoph_table
+    shell.user_ns.pop("posterior", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result, captured = run(shell, "%pkfit theo theoph --steps 30 --seed 2")
+    assert result.success, captured.stderr
+    population = shell.user_ns["posterior"]
+    assert isinstance(population, kn.PopulationPosterior) and len(population.individuals) == 12
+    assert "Population posterior of 12 subjects" in bundles(captured)[0]["text/html"]
+    result, captured = run(shell, '%pkexpect theo --dist posterior --regimen "320 mg po" --metric "auc(0, 24)"')
+    assert result.success, captured.stderr  # a posterior is turned into its distribution
+
+
+def test_pkfit_unknown_subject(shell, theo, theoph_table):
+    shell.user_ns["theoph"] = theoph_table
+    result, captured = run(shell, "%pkfit theo theoph --id 99 --steps 20")
+    assert_one_line_error(result, captured, "no subject '99'")
+
+
+# ---------------------------------------------------------------------------------------------- %pkdashboard
+def test_pkdashboard_displays_the_widget(shell, theo):
+    result, captured = run(shell, '%pkdashboard theo --regimen "320 mg po q24h x3" --metric "auc(0, 24)" '
+                                  "--window 80..120")
+    assert result.success, captured.stderr
+    (data,) = bundles(captured)
+    assert "application/vnd.jupyter.widget-view+json" in data
