@@ -259,13 +259,19 @@ class Dashboard(widgets.VBox):
 def weighted_quantiles(values: np.ndarray, weights: np.ndarray, quantiles) -> np.ndarray:
     """Quantiles of each column of ``values`` (n, m) under node ``weights`` (n,) summing to 1: (len(q), m).
 
-    The weighted CDF is taken at the midpoints of each node's weight (the Hazen plotting position) and
-    interpolated linearly between nodes, so it is continuous in the quantile level.
+    Each distinct value sits at the middle of its weight in the cumulative distribution (the Hazen
+    plotting position; tied nodes share one position) and the quantile interpolates linearly between
+    those positions, so it is continuous in the quantile level and symmetric rules give symmetric bands.
     """
-    order = np.argsort(values, axis=0)
+    order = np.argsort(values, axis=0, kind="stable")
     ordered = np.take_along_axis(values, order, axis=0)
     mass = np.asarray(weights)[order]
-    cdf = np.cumsum(mass, axis=0) - 0.5 * mass
+    end = np.cumsum(mass, axis=0)
+    first = np.vstack([np.ones((1, values.shape[1]), bool), np.diff(ordered, axis=0) != 0])
+    last = np.vstack([first[1:], np.ones((1, values.shape[1]), bool)])
+    group_start = np.maximum.accumulate(np.where(first, end - mass, 0.0), axis=0)
+    group_end = np.minimum.accumulate(np.where(last, end, np.inf)[::-1], axis=0)[::-1]
+    cdf = 0.5 * (group_start + group_end)
     columns = np.arange(values.shape[1])
     rows = []
     for q in quantiles:
@@ -279,8 +285,10 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, quantiles) -> np
 
 
 def _band_rule(dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """A tensor Gauss–Hermite rule of at most BAND_NODES nodes (at least 3 points per dimension)."""
+    """A tensor Gauss–Hermite rule of at most BAND_NODES nodes, odd orders (the median node is the
+    typical patient), at least 3 points per dimension."""
     order = max(3, math.floor(BAND_NODES ** (1.0 / dim) + 1e-9))
+    order -= 1 - order % 2
     return tensor_rule((order,) * dim)
 
 
