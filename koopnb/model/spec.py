@@ -62,8 +62,8 @@ class DoseTarget:
     """``dose STATE [bioavailability=EXPR] [lag=EXPR]``: default dosing compartment."""
 
     state: str
-    bioavailability: sp.Expr = sp.Integer(1)
-    lag: sp.Expr = sp.Integer(0)
+    bioavailability: sp.Expr = sp.S.One
+    lag: sp.Expr = sp.S.Zero
     line: int = 0
 
 
