@@ -105,7 +105,7 @@ class Dashboard(widgets.VBox):
         self.optimise = widgets.Button(description="Optimise dose", icon="crosshairs")
         self.optimum = widgets.HTML()
         self.curve_image = widgets.Image(format="png")
-        self.dose_image = widgets.Image(format="png")
+        self.dose_image = widgets.Image(format="png", layout=widgets.Layout(display="none"))
         self._reset_window(window)
 
         for control in (self.metric, self.dose, self.interval):
@@ -194,6 +194,7 @@ class Dashboard(widgets.VBox):
             self.result = optimize_dose(self.model, regimen, self.dist, window, (dose / DOSE_RANGE, dose * DOSE_RANGE))
             self.optimum.value = _optimum_html(self.result)
             self.dose_image.value = _dose_png(self.result, dose)
+            self.dose_image.layout.display = None
             self.message.value = ""
         except KoopnbError as error:
             self.message.value = _error_html(error)
@@ -204,6 +205,7 @@ class Dashboard(widgets.VBox):
             self.result = None
             self.optimum.value = "<i>controls changed: press “Optimise dose” again</i>"
             self.dose_image.value = b""
+            self.dose_image.layout.display = "none"
 
     # -- cached pieces ----------------------------------------------------------------------------------
     def _mean(self, metric: Metric, regimen: Regimen) -> ExpectationResult:
