@@ -65,23 +65,7 @@ def tensor_adaptive(f: Callable, dim: int, rtol: float, atol: float, max_nodes: 
     coarse and fine tensor rules are then compared; while they disagree, both move up one order.
     """
     history: list = []
-    coarse_orders, fine_orders = [], []
-    for j in range(dim):
-        previous, previous_order, order = None, ORDERS[0], ORDERS[0]
-        while True:
-            x, w = gauss_hermite(order)
-            nodes = np.zeros((order, dim))
-            nodes[:, j] = x
-            value = w @ f(nodes)
-            if previous is not None and within(value, np.abs(value - previous), rtol / 4, atol / 4):
-                break
-            if order >= ORDERS[-1]:
-                break
-            previous, previous_order, order = value, order, _next_order(order)
-        flat = (previous is not None and order == ORDERS[1] and np.all(value == previous)
-                and _independent_of(f, j, dim))
-        coarse_orders.append(1 if flat else previous_order)
-        fine_orders.append(1 if flat else order)
+    coarse_orders, fine_orders = _probe_orders(f, dim, rtol, atol)
     active = [n > 1 for n in fine_orders]
     rules = [tuple(_previous_order(n) if a else n for n, a in zip(coarse_orders, active, strict=True)),
              tuple(coarse_orders)]
@@ -119,6 +103,45 @@ def _independent_of(f: Callable, j: int, dim: int) -> bool:
     points[:, j] = (0.0, -1.3, 1.3)
     values = f(points)
     return bool(np.all(values == values[0]))
+
+
+def _probe_orders(f: Callable, dim: int, rtol: float, atol: float) -> tuple[list[int], list[int]]:
+    """Per-direction (coarse, fine) orders from one-dimensional probes along the axes.
+
+    The probes of every direction still refining are evaluated in one call of f per order, so that an
+    integrand that costs a model call per evaluation (pre-integration) is called a few times only.
+    """
+    previous: list = [None] * dim
+    previous_order = [ORDERS[0]] * dim
+    order = [ORDERS[0]] * dim
+    value: list = [None] * dim
+    refining = list(range(dim))
+    while refining:
+        blocks = []
+        for j in refining:
+            x, _ = gauss_hermite(order[j])
+            nodes = np.zeros((order[j], dim))
+            nodes[:, j] = x
+            blocks.append(nodes)
+        results = f(np.concatenate(blocks))
+        start = 0
+        still = []
+        for j in refining:
+            _, w = gauss_hermite(order[j])
+            value[j] = w @ results[start:start + order[j]]
+            start += order[j]
+            agree = previous[j] is not None and within(value[j], np.abs(value[j] - previous[j]), rtol / 4, atol / 4)
+            if not agree and order[j] < ORDERS[-1]:
+                previous[j], previous_order[j], order[j] = value[j], order[j], _next_order(order[j])
+                still.append(j)
+        refining = still
+    coarse, fine = [], []
+    for j in range(dim):
+        flat = (previous[j] is not None and order[j] == ORDERS[1] and np.all(value[j] == previous[j])
+                and _independent_of(f, j, dim))
+        coarse.append(1 if flat else previous_order[j])
+        fine.append(1 if flat else order[j])
+    return coarse, fine
 
 
 def _previous_order(n: int) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from koopnb.expectation.adaptive import Outcome, smolyak_adaptive, tensor_adaptive
+from koopnb.expectation.lines import MonotoneLines, NotMonotone
 
 MAX_REACH = 12.0
 """The farthest |s| ever looked at: Φ(−12) ≈ 2e−33, far below any tolerance."""
@@ -35,10 +36,6 @@ def reach_for(tolerance: float) -> float:
     outer mass 2Φ(−reach) is added to the error estimate.
     """
     return float(min(MAX_REACH, max(3.0, -ndtri(tolerance / 40))))
-
-
-class NotMonotone(Exception):
-    """The metric is not monotone along the conditioning direction at some node."""
 
 
 def direction(metric: Callable[[np.ndarray], np.ndarray], dim: int, step: float = 1e-4) -> np.ndarray:
@@ -85,77 +82,85 @@ class Preintegrated:
     def __call__(self, y: np.ndarray) -> np.ndarray:
         n, grid = len(y), PROBES * self.reach
         probes = self._values(np.repeat(y, len(grid), axis=0), np.tile(grid, n)).reshape(n, len(grid), -1)
-        lower_end, upper_end = np.full(n, -np.inf), np.full(n, np.inf)
+        # Every window end along every line is one root problem; all of them are refined together so that
+        # each step is one model call.  The probes' monotone interpolant gives each a close first guess.
+        problems = []
         for column, (low, high) in enumerate(self.bounds):
-            probe = probes[:, :, column]
-            steps = np.diff(probe, axis=1)
-            if np.all(steps >= 0):
-                sign = 1.0
-            elif np.all(steps <= 0):
-                sign = -1.0
-            else:
-                raise NotMonotone("the metric is not monotone along the conditioning direction")
-            # {low ≤ M} is s ≥ s_low when M increases in s, s ≤ s_low when it decreases.
+            lines = MonotoneLines(grid, probes[:, :, column])
             for bound, is_low in ((low, True), (high, False)):
-                if bound is None:
-                    continue
-                root = self._root(y, probe, grid, bound, sign, column)
-                if (sign > 0) == is_low:
-                    lower_end = np.maximum(lower_end, root)
-                else:
-                    upper_end = np.minimum(upper_end, root)
+                if bound is not None:
+                    guess = lines.crossing(np.array([float(bound)]))[0]
+                    problems.append((column, float(bound), lines.positive and bound > 0, lines.increasing == is_low,
+                                     guess))
+        lower_end, upper_end = np.full(n, -np.inf), np.full(n, np.inf)
+        roots = self._refine(y, grid, probes, problems)
+        for (_, _, _, lower, _), root in zip(problems, roots, strict=True):
+            if lower:
+                lower_end = np.maximum(lower_end, root)
+            else:
+                upper_end = np.minimum(upper_end, root)
         return np.clip(ndtr(upper_end) - ndtr(lower_end), 0.0, 1.0)[:, None]
 
-    def _root(self, y: np.ndarray, probe: np.ndarray, grid: np.ndarray, bound: float, sign: float,
-              column: int) -> np.ndarray:
-        """s where M = bound along each node's line; ±inf where the line stays on one side within the reach."""
-        transform = bool(np.all(probe > 0) and bound > 0)
-        # log M is close to linear in s for power-law dependence (AUC ∝ 1/CL): fewer secant steps.
-        h = np.log(probe) - np.log(bound) if transform else probe - bound
-        above = h >= 0
-        # With M monotone, the crossing lies in the cell where `above` flips.
-        flips = above[:, 1:] != above[:, :-1]
-        has_root = flips.any(axis=1)
-        cell = np.argmax(flips, axis=1)
-        everywhere_above = above.all(axis=1)
-        result = np.where(everywhere_above == (sign > 0), -np.inf, np.inf)
-        todo = np.flatnonzero(has_root)
-        if len(todo):
-            c = cell[todo]
-            result[todo] = self._illinois(y[todo], grid[c].copy(), grid[c + 1].copy(), h[todo, c].copy(),
-                                          h[todo, c + 1].copy(), bound, transform, column)
-        return result
-
-    def _illinois(self, y, lo, hi, f_lo, f_hi, bound, transform, column) -> np.ndarray:
-        """Batched Illinois iterations on a bracket until it is below the root tolerance."""
-        side = np.zeros(len(lo), dtype=int)
-        active = np.ones(len(lo), dtype=bool)
-        for _ in range(200):
-            width = hi - lo
-            active &= width > self.root_tolerance
-            if not np.any(active):
-                break
+    def _refine(self, y, grid, probes, problems) -> list[np.ndarray]:
+        """Roots on the model itself, from the interpolated guesses: safeguarded secant steps inside each
+        guess's probe cell, for every (problem, node) at once."""
+        roots = [problem[4].copy() for problem in problems]
+        rows, which, lo, hi, f_lo, f_hi, x = [], [], [], [], [], [], []
+        for k, (column, bound, logarithmic, _, guess) in enumerate(problems):
+            inside = np.flatnonzero(np.isfinite(guess))
+            cell = np.clip(np.searchsorted(grid, guess[inside]) - 1, 0, len(grid) - 2)
+            h = _level_function(probes[inside, :, column], bound, logarithmic)
+            rows.append(inside)
+            which.append(np.full(len(inside), k))
+            lo.append(grid[cell])
+            hi.append(grid[cell + 1])
+            f_lo.append(h[np.arange(len(inside)), cell])
+            f_hi.append(h[np.arange(len(inside)), cell + 1])
+            x.append(guess[inside])
+        if not rows or not sum(len(r) for r in rows):
+            return roots
+        rows, which = np.concatenate(rows), np.concatenate(which)
+        lo, hi, f_lo, f_hi, x = (np.concatenate(a) for a in (lo, hi, f_lo, f_hi, x))
+        columns = np.array([problems[k][0] for k in which])
+        bounds = np.array([problems[k][1] for k in which])
+        logarithmic = np.array([problems[k][2] for k in which])
+        # The previous iterate starts at the cell end with the larger |f|: the first step is then a
+        # regula falsi step from the interpolated guess, the following ones secant steps.
+        x_prev = np.where(np.abs(f_lo) > np.abs(f_hi), lo, hi)
+        f_prev = np.where(np.abs(f_lo) > np.abs(f_hi), f_lo, f_hi)
+        active = np.ones(len(rows), dtype=bool)
+        for _ in range(100):
             index = np.flatnonzero(active)
-            denominator = f_hi[index] - f_lo[index]
-            guess = hi[index] - f_hi[index] * width[index] / np.where(denominator == 0, 1, denominator)
-            guess = np.where((guess > lo[index]) & (guess < hi[index]), guess, (lo[index] + hi[index]) / 2)
-            value = self._values(y[index], guess)[:, column]
-            f = np.log(value) - np.log(bound) if transform else value - bound
-            if transform and np.any(value <= 0):
-                raise NotMonotone("the metric is not positive along the conditioning direction")
-            same = np.sign(f) == np.sign(f_hi[index])
-            keep_hi = same & (side[index] == 1)
-            keep_lo = ~same & (side[index] == -1)
-            f_lo[index] = np.where(keep_hi, f_lo[index] / 2, f_lo[index])
-            f_hi[index] = np.where(keep_lo, f_hi[index] / 2, f_hi[index])
-            hi[index] = np.where(same, guess, hi[index])
-            f_hi[index] = np.where(same, f, f_hi[index])
-            lo[index] = np.where(same, lo[index], guess)
-            f_lo[index] = np.where(same, f_lo[index], f)
-            side[index] = np.where(same, 1, -1)
-            exact = f == 0
-            lo[index[exact]] = hi[index[exact]] = guess[exact]
-        return (lo + hi) / 2
+            if not len(index):
+                break
+            values = self._values(y[rows[index]], x[index])[np.arange(len(index)), columns[index]]
+            f = _level_function(values, bounds[index], logarithmic[index])
+            same_as_lo = np.sign(f) == np.sign(f_lo[index])
+            lo[index] = np.where(same_as_lo, x[index], lo[index])
+            f_lo[index] = np.where(same_as_lo, f, f_lo[index])
+            hi[index] = np.where(same_as_lo, hi[index], x[index])
+            f_hi[index] = np.where(same_as_lo, f_hi[index], f)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = x[index] - f * (x[index] - x_prev[index]) / (f - f_prev[index])
+            safe = np.isfinite(step) & (step > lo[index]) & (step < hi[index])
+            step = np.where(safe, step, (lo[index] + hi[index]) / 2)
+            done = (np.abs(step - x[index]) <= self.root_tolerance) | (f == 0) \
+                | (hi[index] - lo[index] <= self.root_tolerance)
+            x_prev[index], f_prev[index] = x[index], f
+            x[index] = np.where(f == 0, x[index], step)
+            active[index[done]] = False
+        for k in range(len(problems)):
+            chosen = which == k
+            roots[k][rows[chosen]] = x[chosen]
+        return roots
+
+
+def _level_function(values: np.ndarray, bound, logarithmic) -> np.ndarray:
+    """log(M) − log(bound) where the metric is positive (near-linear in s for power laws such as AUC ∝ 1/CL),
+    M − bound otherwise; a non-positive value on a logarithmic line counts as far below the bound."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.maximum(values, 1e-300)) - np.log(np.maximum(bound, 1e-300))
+    return np.where(logarithmic, logs, values - bound)
 
 
 def window_probability(metric: Callable[[np.ndarray], np.ndarray], dim: int,
