@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 MONOTONE_NOISE = 1e-10
 """Relative size of steps along a line that are taken as noise, not as a change of direction."""
 

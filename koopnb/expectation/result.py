@@ -45,6 +45,17 @@ class ExpectationResult:
     def __repr__(self) -> str:
         return f"<ExpectationResult {self}>"
 
+    def _repr_html_(self) -> str:
+        from koopnb.jupyter.display import expectation_html
+
+        return expectation_html(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """text/plain, text/html and the result card (application/vnd.koopnb.result+json)."""
+        from koopnb.jupyter.display import expectation_bundle
+
+        return expectation_bundle(self)
+
     def to_dict(self) -> dict:
         """A JSON-ready summary (used by the notebook display)."""
         return {"label": self.label if isinstance(self.label, str) else list(self.label),

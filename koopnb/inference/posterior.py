@@ -116,6 +116,12 @@ class Posterior:
         who = "" if self.subject.id is None else f" of subject {self.subject.id!r}"
         return f"<Posterior{who}: {walkers} walkers × {draws} draws; " + "; ".join(parts) + ">"
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """text/plain, text/html (summary table) and the result card (application/vnd.koopnb.result+json)."""
+        from koopnb.jupyter.display import posterior_bundle
+
+        return posterior_bundle(self)
+
     def _repr_html_(self) -> str:
         draws, walkers, _ = self.draws.shape
         title = html.escape(f"Posterior: {walkers} walkers × {draws} draws kept, "
@@ -231,6 +237,12 @@ class PopulationPosterior:
         parts = [f"{name} {_interval_text(values)}" for name, values in self.samples.items()]
         return (f"<PopulationPosterior of {len(self.individuals)} subjects: {walkers} walkers × {draws} draws; "
                 + "; ".join(parts) + ">")
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """text/plain, text/html (summary table) and the result card (application/vnd.koopnb.result+json)."""
+        from koopnb.jupyter.display import posterior_bundle
+
+        return posterior_bundle(self)
 
     def _repr_html_(self) -> str:
         draws, walkers, _ = self.draws.shape

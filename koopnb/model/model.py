@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import html
 from collections.abc import Mapping
 
 import numpy as np
@@ -169,16 +168,16 @@ class Model:
                  "CV%": 100 * float(np.sqrt(np.expm1(p.omega**2))) if p.omega else 0.0}
                 for p in self.spec.parameters]
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """text/plain, text/latex (the equations) and text/html (equations and parameter table)."""
+        from koopnb.jupyter.display import model_bundle
+
+        return model_bundle(self)
+
     def _repr_html_(self) -> str:
-        head = "<tr><th>parameter</th><th>typical</th><th>unit</th><th>ω</th><th>CV%</th></tr>"
-        rows = "".join(
-            f"<tr><td>{html.escape(r['parameter'])}</td><td>{r['typical']:.6g}</td><td>{html.escape(r['unit'])}</td>"
-            f"<td>{r['omega']:.4g}</td><td>{r['CV%']:.3g}</td></tr>" for r in self.parameter_rows())
-        kind = "linear (exact solution)" if self.is_linear else "nonlinear (batched ODE solve)"
-        title = html.escape(self.name or "model")
-        return (f"<div class='koopnb-model'><b>{title}</b>: {kind}; states {html.escape(', '.join(self.states))}; "
-                f"outputs {html.escape(', '.join(self.observables))}<br>{self._repr_latex_()}"
-                f"<table>{head}{rows}</table></div>")
+        from koopnb.jupyter.display import model_html
+
+        return model_html(self)
 
 
 def _unknown(name: str, kind: str, known, other) -> str:
