@@ -80,6 +80,17 @@ class DoseResult:
                 f"[{self.method}; {self.n_evals} model evaluations; "
                 f"{'converged' if self.converged else 'NOT converged'}]{status}")
 
+    def _repr_html_(self) -> str:
+        from koopnb.jupyter.display import dose_html
+
+        return dose_html(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """text/plain, text/html and the result card (application/vnd.koopnb.result+json)."""
+        from koopnb.jupyter.display import dose_bundle
+
+        return dose_bundle(self)
+
     def to_dict(self) -> dict:
         """A JSON-ready summary (used by the notebook display)."""
         return {"dose": float(self.dose), "regimen": str(self.regimen), "unit": self.regimen.unit or "",
@@ -464,7 +475,7 @@ def optimize_regimen(model, dist, target, amounts: Sequence[float], intervals: S
     Returns a pandas DataFrame, best first: regimen, loading, amount, interval, objective (probability
     or expected metric), error, converged, n_evals.
     """
-    if not amounts or not intervals:
+    if len(amounts) == 0 or len(intervals) == 0:
         raise KoopnbError("give at least one amount and one interval")
     rows = []
     for load, amount, interval in itertools.product(loading, amounts, intervals):
@@ -483,7 +494,9 @@ def optimize_regimen(model, dist, target, amounts: Sequence[float], intervals: S
         if isinstance(goal, Target):
             result = expectation(goal.metric, model, regimen, dist, rtol=rtol, atol=atol, covariates=covariates)
         else:
-            result = probability(goal, model, regimen, dist, rtol=rtol, atol=atol, covariates=covariates)
+            windows = _windows(goal)  # several windows must hold at once, not be ranked separately
+            event = AllWindows(windows) if len(windows) > 1 else windows[0]
+            result = probability(event, model, regimen, dist, rtol=rtol, atol=atol, covariates=covariates)
         rows.append({"regimen": str(regimen), "loading": load, "amount": amount, "interval": interval,
                      "objective": result.value, "error": result.error, "converged": result.converged,
                      "n_evals": result.n_evals})
