@@ -18,6 +18,7 @@ import itertools
 import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.sparse import identity, kron
+from threadpoolctl import threadpool_limits
 
 from koopnb.errors import SimulationError
 from koopnb.model.codegen import CompiledModel
@@ -65,6 +66,12 @@ class OdeSolution:
         return derivative.ravel()
 
     def _solve(self, initial: np.ndarray) -> None:
+        # solve_ivp's error norms and Runge–Kutta combinations are BLAS dot products on long vectors;
+        # with several BLAS threads they contend with each other (ten times slower on 2 cores here).
+        with threadpool_limits(limits=1, user_api="blas"):
+            self._solve_segments(initial)
+
+    def _solve_segments(self, initial: np.ndarray) -> None:
         events = self.events
         boundaries = np.unique(np.concatenate([[0.0, self.horizon], events.start.ravel(), events.end.ravel()]))
         boundaries = boundaries[(boundaries >= 0) & (boundaries <= self.horizon)]
