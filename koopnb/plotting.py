@@ -7,10 +7,13 @@ window or touches global state; a notebook shows the returned figure as its rich
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from koopnb.inference.posterior import PopulationPosterior, Posterior
 from koopnb.inference.simulation import StackedSubjects
+from koopnb.metrics import Target
+from koopnb.optimize import DoseResult
 
 
 def plot_posterior_pairs(posterior: Posterior | PopulationPosterior, max_points: int = 2000, seed=0) -> Figure:
@@ -114,3 +117,31 @@ def _posterior_curves(posterior: Posterior, grid: np.ndarray, n: int, seed) -> n
     count = len(next(iter(parameters.values())))
     return posterior.model.simulate(parameters, posterior.subject.regimen, grid,
                                     posterior.subject.covariates or None)[posterior.output].reshape(count, -1)
+
+
+def plot_probability_vs_dose(result: DoseResult, ax: Axes | None = None) -> Figure:
+    """The search objective over the dose bounds (probability of the window(s), or the expected metric for
+    a Target), with the chosen dose and its certified value ± error marked.  Draws on ``ax`` when given."""
+    if ax is None:
+        figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+        ax = figure.subplots()
+    else:
+        figure = ax.figure
+    is_target = isinstance(result.target, Target)
+    ax.plot(result.curve_doses, result.curve_values, color="tab:blue", label="search objective")
+    ax.axvline(result.dose, color="tab:red", lw=1, label=f"chosen dose {result.dose:.4g}")
+    ax.errorbar([result.dose], [result.objective], yerr=[result.error], fmt="o", color="tab:red", ms=4,
+                label="certified")
+    if is_target:
+        ax.axhline(result.target.value, color="gray", lw=1, ls="--", label=f"target {result.target.value:g}")
+    unit = result.regimen.unit
+    ax.set_xlabel("dose" + (f" ({unit})" if unit else ""))
+    if is_target:
+        ax.set_ylabel(f"E[{result.target.metric}]")
+    else:
+        windows = result.target if isinstance(result.target, (list, tuple)) else [result.target]
+        ax.set_ylabel("P(" + " and ".join(str(w) for w in windows) + ")")
+        ax.set_ylim(0, 1)
+    ax.set_title(f"{result.method} optimum" + ("" if result.feasible else " (target out of reach)"))
+    ax.legend(frameon=False)
+    return figure
