@@ -28,7 +28,8 @@ from koopnb.errors import ExpectationError, KoopnbError
 from koopnb.expectation import ExpectationResult, expectation, probability
 from koopnb.expectation.gauss import tensor_rule
 from koopnb.expectation.integrand import AllWindows, Integrand
-from koopnb.expectation.preintegration import NotMonotone, candidate_directions, complement, reach_for
+from koopnb.expectation.lines import MonotoneLines, NotMonotone
+from koopnb.expectation.preintegration import candidate_directions, complement, reach_for
 from koopnb.metrics import AUC, Cmax, Cmin, Conc, Metric, Target, Window
 from koopnb.regimen import Dose, Regimen
 
@@ -37,6 +38,10 @@ LINE_POINTS = 33
 """Points per conditioning line in the search table (spacing about 0.3 standard deviations)."""
 OUTER_ORDERS = (4, 6, 9, 12, 16, 24)
 """Gauss–Hermite orders per remaining direction tried for the search table, until two agree."""
+GRID = 201
+"""Doses on the search grid when one table serves every dose (metrics proportional to the dose)."""
+GRID_NONLINEAR = 17
+"""Doses on the search grid when each dose needs its own model evaluations; the best is then polished."""
 SEARCH_ATOL = 1e-4
 """Accuracy of the search objective; being one fixed rule, its error varies smoothly with the dose and
 barely moves the optimum."""
@@ -101,7 +106,7 @@ class DoseResult:
 
 def optimize_dose(model, regimen: Regimen, dist, target, bounds: tuple[float, float], step: float | None = None,
                   method: str = "koopman", *, covariates=None, rtol: float = 1e-4, atol: float = 1e-6,
-                  n: int = 10_000, seed=0, grid: int = 201) -> DoseResult:
+                  n: int = 10_000, seed=0, grid: int | None = None) -> DoseResult:
     """The dose (amount of the first dose; every dose scaled alike) that best meets ``target``.
 
     ``target``: a ``Window`` (maximise the probability of landing in it), a list of windows (maximise
@@ -127,7 +132,8 @@ def optimize_dose(model, regimen: Regimen, dist, target, bounds: tuple[float, fl
         values = objective(doses)
         best = float(doses[int(np.argmax(values))])
     else:
-        doses = np.linspace(low, high, grid)
+        # Without proportionality every grid dose costs its own model evaluations: a coarser grid, then polish.
+        doses = np.linspace(low, high, grid or (GRID if objective.scaling else GRID_NONLINEAR))
         values = objective(doses)
         best = _refine_maximum(objective, doses, values) if method == "koopman" else float(doses[np.argmax(values)])
     chosen = regimen.scaled(best / reference)
@@ -265,11 +271,11 @@ class _KoopmanWindows:
             previous = current
         return nodes, weights
 
-    def _table(self, dose: float) -> list[_Lines]:
+    def _table(self, dose: float) -> list[MonotoneLines]:
         key = 1.0 if self.scaling else float(dose)
         if key not in self._tables:
             values = self._metric_table(self.reference if self.scaling else dose, self.outer)
-            self._tables[key] = [_Lines(self.s, values[:, :, k]) for k in range(values.shape[2])]
+            self._tables[key] = [MonotoneLines(self.s, values[:, :, k]) for k in range(values.shape[2])]
         return self._tables[key]
 
     def __call__(self, doses: np.ndarray) -> np.ndarray:
@@ -282,7 +288,7 @@ class _KoopmanWindows:
             inside = np.concatenate([self._inside(self._table(float(d)), np.ones(1)) for d in doses])
         return inside @ self.weights
 
-    def _inside(self, lines: list[_Lines], scales: np.ndarray) -> np.ndarray:
+    def _inside(self, lines: list[MonotoneLines], scales: np.ndarray) -> np.ndarray:
         """(len(scales), n_outer) probability along each line that every window holds for metrics scale·M."""
         lower = np.full((len(scales), len(self.outer)), -np.inf)
         upper = np.full((len(scales), len(self.outer)), np.inf)
@@ -296,82 +302,6 @@ class _KoopmanWindows:
                 else:
                     upper = np.minimum(upper, root)
         return np.clip(ndtr(upper) - ndtr(lower), 0.0, 1.0)
-
-
-class _Lines:
-    """One metric tabulated along the conditioning lines (rows, points over s), with its monotone cubic
-    (PCHIP) interpolant in log(metric) — or in the metric itself when it is not positive everywhere.
-
-    The interpolant is built once; ``crossing`` then solves for any number of levels without model
-    evaluations, which is what makes one table serve every dose of a linear model.
-    """
-
-    def __init__(self, s: np.ndarray, values: np.ndarray):
-        steps = np.diff(values, axis=1)
-        self.increasing = bool(np.all(steps >= 0))
-        if not self.increasing and not np.all(steps <= 0):
-            raise NotMonotone("a metric is not monotone along the conditioning direction")
-        if not self.increasing:  # work with an increasing function of s' = −s
-            s, values = -s[::-1], values[:, ::-1]
-        self.positive = bool(np.all(values > 0))
-        self.s = s
-        self.h = np.log(values) if self.positive else values
-        self.slopes = _pchip_slopes(s, self.h)
-
-    def crossing(self, levels: np.ndarray) -> np.ndarray:
-        """(len(levels), rows) s where the interpolant equals each level along each row; ±inf where the row
-        stays on one side within the table."""
-        if self.positive:
-            if np.any(levels <= 0):  # a positive metric is above any level ≤ 0 everywhere
-                levels = np.where(levels > 0, levels, np.exp(self.h.min()) / 2)
-            levels = np.log(levels)
-        points = len(self.s)
-        below = np.count_nonzero(self.h[None, :, :] < levels[:, None, None], axis=2)  # (n_levels, rows)
-        roots = np.where(below == 0, -np.inf, np.inf)
-        level_index, rows = np.nonzero((below > 0) & (below < points))
-        if len(rows):
-            cell = below[level_index, rows] - 1
-            a, width = self.s[cell], self.s[cell + 1] - self.s[cell]
-            t = _hermite_root(self.h[rows, cell], self.h[rows, cell + 1], width * self.slopes[rows, cell],
-                              width * self.slopes[rows, cell + 1], levels[level_index])
-            roots[level_index, rows] = a + width * t
-        return roots if self.increasing else -roots
-
-
-def _hermite_root(y0, y1, m0, m1, level) -> np.ndarray:
-    """t in [0, 1] where the cubic Hermite segment (values y0 < level ≤ y1, end slopes m0, m1 per unit t)
-    equals level: Newton steps kept inside a shrinking bracket (bisection when a step leaves it)."""
-    lo, hi = np.zeros_like(y0), np.ones_like(y0)
-    t = np.clip((level - y0) / (y1 - y0), 0.0, 1.0)
-    for _ in range(60):
-        t2, t3 = t * t, t * t * t
-        value = ((2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (3 * t2 - 2 * t3) * y1
-                 + (t3 - t2) * m1 - level)
-        slope = (6 * t2 - 6 * t) * (y0 - y1) + (3 * t2 - 4 * t + 1) * m0 + (3 * t2 - 2 * t) * m1
-        negative = value < 0
-        lo, hi = np.where(negative, t, lo), np.where(negative, hi, t)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = t - value / slope
-        step = np.where((newton >= lo) & (newton <= hi), newton, (lo + hi) / 2)
-        done = np.abs(step - t) <= 1e-13
-        t = step
-        if done.all():
-            break
-    return t
-
-
-def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Fritsch–Carlson monotone slopes (rows of y over shared x), as in scipy's PchipInterpolator."""
-    h = np.diff(x)
-    delta = np.diff(y, axis=1) / h
-    slopes = np.zeros_like(y)
-    w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
-    same = delta[:, :-1] * delta[:, 1:] > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        harmonic = (w1 + w2) / (w1 / delta[:, :-1] + w2 / delta[:, 1:])
-    slopes[:, 1:-1] = np.where(same, harmonic, 0.0)
-    slopes[:, 0], slopes[:, -1] = delta[:, 0], delta[:, -1]
-    return slopes
 
 
 class _MonteCarloWindows:

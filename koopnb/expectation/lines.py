@@ -92,7 +92,7 @@ def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     slopes = np.zeros_like(y)
     w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
     same = delta[:, :-1] * delta[:, 1:] > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         harmonic = (w1 + w2) / (w1 / delta[:, :-1] + w2 / delta[:, 1:])
     slopes[:, 1:-1] = np.where(same, harmonic, 0.0)
     slopes[:, 0], slopes[:, -1] = delta[:, 0], delta[:, -1]
