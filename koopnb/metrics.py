@@ -134,7 +134,10 @@ class _Curve:
         self.trajectory, self.name = trajectory, name
         batch = trajectory.batch
         breaks = trajectory.breakpoints()
-        inside = np.where((breaks > t0) & (breaks < t1), breaks, t0)
+        within = (breaks > t0) & (breaks < t1)
+        # Doses outside [t0, t1] for every set add nothing; dropping them keeps the grid to the interval.
+        breaks, within = breaks[:, within.any(axis=0)], within[:, within.any(axis=0)]
+        inside = np.where(within, breaks, t0)
         if trajectory.exact:
             # Per set: SEGMENT_POINTS points in every stretch between breakpoints, denser just after the
             # dose that starts it (where absorption peaks), then t1.
