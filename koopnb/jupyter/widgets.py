@@ -21,6 +21,7 @@ import html
 import io
 import math
 import time
+from dataclasses import replace
 
 import ipywidgets as widgets
 import numpy as np
@@ -33,7 +34,7 @@ from koopnb.expectation.gauss import tensor_rule
 from koopnb.jupyter import DOSE_RANGE
 from koopnb.jupyter.display import format_value_error
 from koopnb.metrics import Cmax, Cmin, Conc, Metric, Window, parse_metric
-from koopnb.optimize import DoseResult, optimize_dose
+from koopnb.optimize import DoseResult, optimize_dose, scales_with_dose
 from koopnb.regimen import Regimen
 
 LIVE_RTOL = 1e-3
@@ -209,19 +210,25 @@ class Dashboard(widgets.VBox):
 
     # -- cached pieces ----------------------------------------------------------------------------------
     def _mean(self, metric: Metric, regimen: Regimen) -> ExpectationResult:
-        key = (str(regimen), str(metric))
+        """E[metric], reused across doses when the metric is proportional to the dose (linear model)."""
+        shape, factor = _shape(regimen) if scales_with_dose(self.model, [metric]) else (regimen, 1.0)
+        key = (str(shape), str(metric))
         if key not in self._means:
-            self._means[key] = expectation(metric, self.model, regimen, self.dist, rtol=LIVE_RTOL, atol=LIVE_ATOL)
-        return self._means[key]
+            self._means[key] = expectation(metric, self.model, shape, self.dist, rtol=LIVE_RTOL, atol=LIVE_ATOL)
+        found = self._means[key]
+        return found if factor == 1.0 else replace(found, value=found.value * factor, error=found.error * factor)
 
     def _band(self, output: str, regimen: Regimen) -> tuple[np.ndarray, np.ndarray]:
-        """Times (h) and the 5 %, 50 %, 95 % weighted quantiles of ``output``, shape (3, CURVE_POINTS)."""
-        key = f"{output}|{regimen}"
+        """Times (h) and the 5 %, 50 %, 95 % weighted quantiles of ``output``, shape (3, CURVE_POINTS);
+        reused across doses when the output is proportional to the dose."""
+        shape, factor = _shape(regimen) if scales_with_dose(self.model, [Conc(0.0, output)]) else (regimen, 1.0)
+        key = f"{output}|{shape}"
         if key not in self._bands:
             times = np.linspace(0.0, max(self.horizon, regimen.end), CURVE_POINTS)
-            curves = self.model.simulate(self._nodes, regimen, times)[output]
+            curves = self.model.simulate(self._nodes, shape, times)[output]
             self._bands[key] = (times, weighted_quantiles(curves, self._weights, BAND_QUANTILES))
-        return self._bands[key]
+        times, quantiles = self._bands[key]
+        return times, quantiles * factor
 
     def _reset_window(self, window: tuple[float | None, float | None] | None) -> None:
         """Slider range from the metric's spread at the band nodes; the window given, or its middle half."""
@@ -255,6 +262,14 @@ class Dashboard(widgets.VBox):
         axes.set(xlabel="time (h)", ylabel=f"{output} ({unit})" if unit else output, xlim=(times[0], times[-1]))
         axes.legend(fontsize="small", loc="upper right")
         return _png(figure)
+
+
+def _shape(regimen: Regimen) -> tuple[Regimen, float]:
+    """The regimen scaled to a first dose of 1, and the factor that gives it back."""
+    first = regimen.doses[0].amount if regimen.doses else 0.0
+    if first <= 0:
+        return regimen, 1.0
+    return regimen.scaled(1.0 / first), first
 
 
 # -- numerics ---------------------------------------------------------------------------------------------
@@ -373,5 +388,5 @@ def _figure(width: float):
 
 def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})  # encoding dominated the redraw
     return buffer.getvalue()
