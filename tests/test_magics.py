@@ -84,7 +84,7 @@ def test_pkmodel_binds_the_model_and_shows_equations_and_parameters(shell):
     assert isinstance(model, kn.Model) and model.name == "theo"
     assert model.parameters == ("ka", "CL", "V")
     (data,) = bundles(captured)
-    assert "\\frac{d}{d t}" in data["text/latex"]
+    assert "\\frac{d\\,\\mathrm{central}}{dt}" in data["text/latex"]
     for name in ("ka", "CL", "V", "1/h", "L/h"):
         assert f">{name}<" in data["text/html"]
     assert "$$" in data["text/html"]  # the equations, typeset by the front end

@@ -159,8 +159,19 @@ class Model:
                 f"parameters {', '.join(self.parameters)}; outputs {', '.join(self.observables)}>")
 
     def _repr_latex_(self) -> str:
-        lines = [sp.latex(eq) for eq in self.equations()]
-        return "$\\begin{aligned}" + " \\\\ ".join(line.replace("=", "&=", 1) for line in lines) + "\\end{aligned}$"
+        """The model as written: derived quantities, d(state)/dt and non-zero initial conditions, aligned."""
+        spec = self.spec
+        names = {symbol(name): _latex_name(name) for name in
+                 [*self.parameters, *spec.constants, *self.covariates, *spec.derived, *self.states, "t"]}
+
+        def latex(expr) -> str:
+            return sp.latex(expr, symbol_names=names, mul_symbol="dot")
+
+        rows = [f"{_latex_name(name)} &= {latex(expr)}" for name, expr in spec.derived.items()]
+        rows += [rf"\frac{{d\,{_latex_name(state)}}}{{dt}} &= {latex(spec.rhs[state])}" for state in self.states]
+        rows += [f"{_latex_name(state)}(0) &= {latex(spec.initial[state])}" for state in self.states
+                 if spec.initial.get(state, 0) != 0]
+        return "$\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}$"
 
     def parameter_rows(self) -> list[dict]:
         """One row per parameter: name, typical value, unit, omega, CV% (for tables)."""
@@ -178,6 +189,12 @@ class Model:
         from koopnb.jupyter.display import model_html
 
         return model_html(self)
+
+
+def _latex_name(name: str) -> str:
+    """Multi-letter names upright (CL, ka, central), as pharmacometric papers write them."""
+    escaped = name.replace("_", r"\_")
+    return escaped if len(name) == 1 else rf"\mathrm{{{escaped}}}"
 
 
 def _unknown(name: str, kind: str, known, other) -> str:
