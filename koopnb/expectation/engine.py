@@ -116,7 +116,8 @@ def _koopman(items, integrand, dist, rule, rtol, atol, max_nodes, max_subdivisio
         metric = _metrics_in_normal(integrand, [w.metric for w in parts], dist)
         try:
             outcome = window_probability(metric, dim, [(w.low, w.high) for w in parts], rtol, atol, max_nodes,
-                                         counter, rule="smolyak" if dim - 1 > TENSOR_MAX_DIM else "tensor")
+                                         counter, rule="smolyak" if dim - 1 > TENSOR_MAX_DIM else "tensor",
+                                         parameters=_single_parameter_directions(dist))
         except NotMonotone as reason:
             warnings.append(f"{window}: {reason}; used adaptive cubature instead of pre-integration")
             single = _restricted(integrand, [index])
@@ -135,6 +136,13 @@ def _koopman(items, integrand, dist, rule, rtol, atol, max_nodes, max_subdivisio
             outcome = randomized_qmc(f, dist.from_cube, dim, rtol, atol, None, max_nodes=max_nodes, counter=counter)
         outcomes.append((smooth, outcome))
     return outcomes
+
+
+def _single_parameter_directions(dist: Distribution) -> np.ndarray | None:
+    """Rows: the whitened directions along which exactly one (transformed) parameter changes, L⁻¹ e_p."""
+    if not dist.gaussian:
+        return None
+    return np.linalg.pinv(np.asarray(dist.scale_matrix, dtype=float)).T
 
 
 def _auto_rule(dist: Distribution, dim: int) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from koopnb.expectation.adaptive import Outcome, smolyak_adaptive, tensor_adaptive
+from koopnb.expectation.adaptive import Outcome, smolyak_adaptive, tensor_adaptive, within
 from koopnb.expectation.lines import MonotoneLines, NotMonotone
 
 MAX_REACH = 12.0
@@ -165,16 +165,19 @@ def _level_function(values: np.ndarray, bound, logarithmic) -> np.ndarray:
 
 def window_probability(metric: Callable[[np.ndarray], np.ndarray], dim: int,
                        bounds: list[tuple[float | None, float | None]], rtol: float, atol: float, max_nodes: int,
-                       counter: Callable[[], int], rule: str = "tensor") -> Outcome:
+                       counter: Callable[[], int], rule: str = "tensor",
+                       parameters: np.ndarray | None = None) -> Outcome:
     """P(low_i ≤ M_i(z) < high_i for every i) for z ~ N(0, I_dim) by pre-integration.
 
-    ``metric(z)`` returns (n, m) values, one column per window.  Raises NotMonotone if it does not apply.
+    ``metric(z)`` returns (n, m) values, one column per window; ``parameters`` (optional, (k, dim)) are
+    directions along which one parameter alone changes, tried for conditioning after the steepest one.  Raises
+    NotMonotone if no direction keeps every metric monotone.
     """
     tolerance = max(atol, 1e-3 * rtol)
     root_tolerance = max(1e-13, 0.1 * tolerance)
     reach = reach_for(tolerance)
     tail = 2 * ndtr(-reach)
-    for u in candidate_directions(metric, dim):
+    for u in candidate_directions(metric, dim, parameters):
         conditional = Preintegrated(metric, dim, bounds, u, root_tolerance, reach)
         try:
             return _integrate(conditional, dim, rtol, atol, max_nodes, counter, rule, root_tolerance, tail)
@@ -183,28 +186,36 @@ def window_probability(metric: Callable[[np.ndarray], np.ndarray], dim: int,
     raise NotMonotone("no direction was found along which every metric is monotone")
 
 
-def candidate_directions(metric: Callable[[np.ndarray], np.ndarray], dim: int):
-    """Directions to condition on, best first: the steepest one of the first metric, then the coordinate
-    axes in order of that gradient's components (an axis such as log CL often keeps several metrics
-    monotone at once where the steepest direction of one does not)."""
+def candidate_directions(metric: Callable[[np.ndarray], np.ndarray], dim: int,
+                         parameters: np.ndarray | None = None):
+    """Directions to condition on, best first: the steepest one of the first metric, then the directions
+    along which one parameter alone changes (``parameters`` rows, e.g. log CL with the others fixed — these
+    often keep several metrics monotone at once where the steepest direction of one does not, also for
+    correlated posteriors), then the coordinate axes; each family in order of alignment with the gradient."""
     u = direction(metric, dim)
     yield u
-    for axis in np.argsort(-np.abs(u)):
-        e = np.zeros(dim)
-        e[axis] = 1.0
-        if not np.allclose(e, np.abs(u)):
-            yield e * (1.0 if u[axis] >= 0 else -1.0)
+    seen = [u]
+    rows = [] if parameters is None else [r / np.linalg.norm(r) for r in parameters if np.linalg.norm(r) > 0]
+    for family in (rows, list(np.eye(dim))):
+        for v in sorted(family, key=lambda v: -abs(v @ u)):
+            v = v if v @ u >= 0 else -v
+            if not any(np.allclose(v, w) for w in seen):
+                seen.append(v)
+                yield v
 
 
 def _integrate(conditional: Preintegrated, dim, rtol, atol, max_nodes, counter, rule, root_tolerance,
                tail) -> Outcome:
+    """The outer integral of the conditional probability over the remaining d − 1 directions."""
     if dim == 1:
         value = conditional(np.zeros((1, 0)))[0]
         bound = np.full(1, 0.4 * root_tolerance + tail)
         return Outcome(value, bound, True, "pre-integration (1-D, exact up to root finding)",
                        [(counter(), value, bound)])
     driver = smolyak_adaptive if rule == "smolyak" else tensor_adaptive
-    outcome = driver(conditional, dim - 1, rtol, atol, max_nodes, counter)
+    # The outer rule gets 90 % of the tolerance: the tail and root-finding terms take the rest.
+    outcome = driver(conditional, dim - 1, 0.9 * rtol, 0.9 * atol, max_nodes, counter)
     outcome.error = outcome.error + tail + 0.4 * root_tolerance
+    outcome.converged = outcome.converged and within(outcome.value, outcome.error, rtol, atol)
     outcome.rule = f"pre-integration + {outcome.rule}"
     return outcome
