@@ -41,11 +41,11 @@ def load_ipython_extension(ipython) -> None:
     load(ipython)
 
 
-def dashboard(model, dist, regimen, metric, window=None):
+def dashboard(model, dist, regimen, metric, window=None, covariates=None):
     """The interactive dosing panel (ipywidgets): window sliders, dose, interval, live probability and plots."""
     from koopnb.jupyter.widgets import dashboard as build
 
-    return build(model, dist, regimen, metric, window)
+    return build(model, dist, regimen, metric, window, covariates)
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

@@ -139,3 +139,28 @@ def test_concentration_band_matches_the_closed_form():
     cl = scipy.stats.lognorm(s=0.3, scale=2.8)
     expected = np.array([100 / 31.5 * np.exp(-cl.ppf(1 - q) * times / 31.5) for q in (0.05, 0.5, 0.95)])
     np.testing.assert_allclose(band, expected, rtol=0.01)
+
+
+WEIGHT_SCALED = """
+covariate WT = 70 [kg]
+CL_typ = 2.8 [L/h] ~ 0.3
+V = 31.5 [L] fixed
+CL = CL_typ * (WT/70)^0.75
+d/dt(central) = -CL/V*central
+conc = central / V
+dose central
+"""
+
+
+def test_covariates_reach_every_number_of_the_panel():
+    model = kn.parse_model(WEIGHT_SCALED)
+    heavy = dashboard(model, model.prior(), "500 mg iv", "auc(0, 2000)", window=(100, 200), covariates={"WT": 110})
+    reference = dashboard(model, model.prior(), "500 mg iv", "auc(0, 2000)", window=(100, 200))
+    # AUC(0, ∞) = D/CL with CL = CL_typ·(WT/70)^0.75: the window probability from the log-normal CDF.
+    median = 500 / (2.8 * (110 / 70) ** 0.75)
+    expected = (scipy.stats.norm.cdf(np.log(median / 100) / 0.3) - scipy.stats.norm.cdf(np.log(median / 200) / 0.3))
+    assert abs(heavy.probability_result.value - expected) <= heavy.probability_result.error + 1e-6
+    assert abs(heavy.probability_result.value - reference.probability_result.value) > 0.05
+    assert heavy.expectation_result.value == pytest.approx(median * np.exp(0.3**2 / 2), rel=1e-3)
+    with pytest.raises(kn.KoopnbError, match="WGT"):
+        dashboard(model, model.prior(), "500 mg iv", "auc(0, 2000)", covariates={"WGT": 110})

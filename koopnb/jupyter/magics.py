@@ -175,6 +175,7 @@ class KoopnbMagics(Magics):
     @argument("--regimen", required=True, help='starting regimen, e.g. "320 mg po q24h x3"')
     @argument("--metric", required=True, help='exposure metric, e.g. "auc(0, 24)"')
     @argument("--window", default=None, help="starting window LOW..HIGH")
+    @argument("--covariate", action="append", default=[], metavar="NAME=VALUE", help="a covariate value (repeat)")
     def pkdashboard(self, line: str) -> None:
         """An interactive panel: window, dose, interval and metric controls, the live probability and
         expectation, concentration bands and an "Optimise dose" button."""
@@ -185,7 +186,8 @@ class KoopnbMagics(Magics):
         dist = self._distribution(args.dist, model)
         with user_errors():
             panel = dashboard(model, dist, args.regimen, args.metric,
-                              window=parse_bounds(args.window) if args.window is not None else None)
+                              window=parse_bounds(args.window) if args.window is not None else None,
+                              covariates=_covariates(args.covariate))
         display(panel)
 
     # -- the user namespace ---------------------------------------------------------------------------

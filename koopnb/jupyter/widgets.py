@@ -50,12 +50,15 @@ ERROR_COLOUR = "#b91c1c"
 
 
 def dashboard(model, dist: Distribution, regimen: Regimen | str, metric: Metric | str,
-              window: Window | tuple[float | None, float | None] | None = None) -> Dashboard:
+              window: Window | tuple[float | None, float | None] | None = None,
+              covariates: dict[str, float] | None = None) -> Dashboard:
     """The dosing panel for ``model`` over the parameter distribution ``dist``.
 
     ``regimen``: a Regimen or its text (``"320 mg po q24h x3"``); ``metric``: a Metric or its text
     (``"auc(0, 24)"``); ``window``: a Window, ``(low, high)`` (either may be None), or None for the
-    middle half of the metric's distribution.  Raises a KoopnbError for a bad regimen, metric or window.
+    middle half of the metric's distribution; ``covariates``: the patient's covariate values (name -> value,
+    the model's reference values otherwise).  Raises a KoopnbError for a bad regimen, metric, window or
+    covariate.
     """
     if isinstance(regimen, str):
         regimen = Regimen.parse(regimen)
@@ -67,7 +70,9 @@ def dashboard(model, dist: Distribution, regimen: Regimen | str, metric: Metric 
         raise KoopnbError(f"dist must be a koopnb distribution (e.g. model.prior()), not {type(dist).__name__}")
     if not regimen.doses or regimen.doses[0].amount <= 0:
         raise KoopnbError("the dashboard needs a regimen whose first dose is positive")
-    return Dashboard(model, dist, regimen, metric, window)
+    if covariates:
+        model.arguments(None, covariates)  # unknown or non-finite covariates fail here, in one sentence
+    return Dashboard(model, dist, regimen, metric, window, covariates)
 
 
 class Dashboard(widgets.VBox):
@@ -78,8 +83,9 @@ class Dashboard(widgets.VBox):
     """
 
     def __init__(self, model, dist: Distribution, regimen: Regimen, metric: Metric,
-                 window: tuple[float | None, float | None] | None):
+                 window: tuple[float | None, float | None] | None, covariates: dict[str, float] | None = None):
         self.model, self.dist, self.base = model, dist, regimen
+        self.covariates = dict(covariates) if covariates else None
         self.first_dose = regimen.doses[0]
         self.horizon = _horizon(regimen, metric)
         self.result: DoseResult | None = None
@@ -150,7 +156,8 @@ class Dashboard(widgets.VBox):
             metric = self.current_metric()
             regimen = self.current_regimen()
             window = self.current_window(metric)
-            self.probability_result = probability(window, self.model, regimen, self.dist, rtol=LIVE_RTOL,
+            self.probability_result = probability(window, self.model, regimen, self.dist, covariates=self.covariates,
+                                                  rtol=LIVE_RTOL,
                                                   atol=LIVE_ATOL)
             self.expectation_result = self._mean(metric, regimen)
             self.readout.value = _readout_html(self.probability_result, self.expectation_result, window)
@@ -192,7 +199,8 @@ class Dashboard(widgets.VBox):
             regimen = self.current_regimen()
             window = self.current_window(metric)
             dose = float(self.dose.value)
-            self.result = optimize_dose(self.model, regimen, self.dist, window, (dose / DOSE_RANGE, dose * DOSE_RANGE))
+            self.result = optimize_dose(self.model, regimen, self.dist, window, (dose / DOSE_RANGE, dose * DOSE_RANGE),
+                                        covariates=self.covariates)
             self.optimum.value = _optimum_html(self.result)
             self.dose_image.value = _dose_png(self.result, dose)
             self.dose_image.layout.display = None
@@ -214,7 +222,8 @@ class Dashboard(widgets.VBox):
         shape, factor = _shape(regimen) if scales_with_dose(self.model, [metric]) else (regimen, 1.0)
         key = (str(shape), str(metric))
         if key not in self._means:
-            self._means[key] = expectation(metric, self.model, shape, self.dist, rtol=LIVE_RTOL, atol=LIVE_ATOL)
+            self._means[key] = expectation(metric, self.model, shape, self.dist, rtol=LIVE_RTOL, atol=LIVE_ATOL,
+                                           covariates=self.covariates)
         found = self._means[key]
         return found if factor == 1.0 else replace(found, value=found.value * factor, error=found.error * factor)
 
@@ -225,7 +234,7 @@ class Dashboard(widgets.VBox):
         key = f"{output}|{shape}"
         if key not in self._bands:
             times = np.linspace(0.0, max(self.horizon, regimen.end), CURVE_POINTS)
-            curves = self.model.simulate(self._nodes, shape, times)[output]
+            curves = self.model.simulate(self._nodes, shape, times, self.covariates)[output]
             self._bands[key] = (times, weighted_quantiles(curves, self._weights, BAND_QUANTILES))
         times, quantiles = self._bands[key]
         return times, quantiles * factor
@@ -236,7 +245,7 @@ class Dashboard(widgets.VBox):
             regimen = self.current_regimen()
         except KoopnbError:
             regimen = self.base
-        values = self._metric.evaluate(self.model, self._nodes, regimen)
+        values = self._metric.evaluate(self.model, self._nodes, regimen, self.covariates)
         q25, q75, q999 = weighted_quantiles(values[:, None], self._weights, (0.25, 0.75, 0.999))[:, 0]
         low, high = window if window is not None else (float(f"{q25:.2g}"), float(f"{q75:.2g}"))
         top = _nice(1.5 * max(q999, *(b for b in (low, high) if b is not None)))
