@@ -149,7 +149,7 @@ class Model:
             raise SimulationError("times must be a non-empty 1-D array of hours")
         if not np.all(np.isfinite(times)) or times.min() < 0:
             raise SimulationError("times must be finite and not negative (hours after the start)")
-        trajectory = self.solve(params, regimen, covariates, horizon=float(times.max()), **options)
+        trajectory = self.solve(params, regimen, covariates, horizon=float(times.max()), times=times, **options)
         return trajectory.outputs(times)
 
     # -- display -------------------------------------------------------------------------------

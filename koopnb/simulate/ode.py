@@ -38,8 +38,12 @@ class OdeSolution:
 
     def __init__(self, compiled: CompiledModel, args: list[np.ndarray], initial: np.ndarray,
                  events: DoseEvents, horizon: float, integrate: tuple[int, ...] = (),
-                 rtol: float = 1e-8, atol: float = 1e-10, method: str = "DOP853"):
+                 rtol: float = 1e-8, atol: float = 1e-10, method: str = "DOP853", times=None):
         self.compiled = compiled
+        # Known output times (Model.simulate) are solved for directly: Runge–Kutta dense output on every
+        # step costs more than the step itself, and only a few steps contain an output time.
+        self.times = None if times is None else np.unique(np.asarray(times, dtype=float))
+        self._at_times = None
         self.args = args
         self.events = events
         self.batch, self.n = initial.shape
@@ -87,12 +91,24 @@ class OdeSolution:
             state[: self.n] += np.einsum("bd,di->ib", events.amount * bolus, dosed)
             active = (events.start <= a) & (events.end > a)
             rates = np.einsum("bd,di->ib", events.rate * active, dosed)
-            solution = solve_ivp(self._rhs, (a, b), state.ravel(), method=self.method, dense_output=True,
-                                 rtol=self._rtol, atol=self._atol, args=(rates,), **options)
+            wanted = None
+            if self.times is not None:
+                last = b >= boundaries[-1]
+                wanted = (self.times >= a) & ((self.times <= b) if last else (self.times < b))
+                # The segment's end is always an output too: the next segment starts from it.
+                options["t_eval"] = np.union1d(self.times[wanted], [b])
+            solution = solve_ivp(self._rhs, (a, b), state.ravel(), method=self.method,
+                                 dense_output=self.times is None, rtol=self._rtol, atol=self._atol,
+                                 args=(rates,), **options)
             if solution.status != 0 or not np.all(np.isfinite(solution.y[:, -1])):
                 raise SimulationError(f"the ODE solver failed between t = {a:g} h and t = {b:g} h: "
                                       f"{solution.message}")
             self.segments.append((a, b, solution.sol))
+            if wanted is not None:
+                if self._at_times is None:
+                    self._at_times = np.empty((len(state), self.batch, len(self.times)))
+                kept = np.isin(solution.t, self.times[wanted])
+                self._at_times[:, :, wanted] = solution.y[:, kept].reshape(len(state), self.batch, -1)
             state = solution.y[:, -1].reshape(state.shape).copy()
         self._ends = np.array([b for _, b, _ in self.segments])
 
@@ -103,6 +119,12 @@ class OdeSolution:
             raise SimulationError("a nonlinear model is evaluated at times shared by all parameter sets")
         if times.size and (times.min() < 0 or times.max() > self.horizon * (1 + 1e-12)):
             raise SimulationError(f"times must lie within [0, {self.horizon:g}] h for this solution")
+        if self.times is not None:
+            index = np.searchsorted(self.times, times)
+            if left or np.any(index >= len(self.times)) or np.any(self.times[np.minimum(index, len(self.times) - 1)]
+                                                                   != times):
+                raise SimulationError("this solution was computed at given times only; solve again without times")
+            return self._at_times[:, :, index]
         out = np.empty((self.n + len(self.integrate), self.batch, times.size))
         # Right-continuous at dose times: a time on a boundary belongs to the segment that starts there
         # (or, for left limits, to the one that ends there).

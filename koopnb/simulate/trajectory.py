@@ -13,12 +13,14 @@ from koopnb.simulate.ode import OdeSolution
 
 def solve(compiled: CompiledModel, dose_state: str | None, args: list[np.ndarray], regimen, *,
           horizon: float, integrals: tuple[str, ...] = (), solver: str = "auto",
-          rtol: float = 1e-8, atol: float = 1e-10, method: str = "DOP853") -> Trajectory:
+          rtol: float = 1e-8, atol: float = 1e-10, method: str = "DOP853", times=None) -> Trajectory:
     """Solve a compiled model for a batch of argument vectors (one array (batch,) per entry of ``compiled.args``).
 
     ``horizon`` (h) is the last time that will be asked for; ``integrals`` names outputs whose
     running integrals will be needed (AUC).  ``solver="auto"`` picks the exact linear solution when the
     model is linear and every integrated output is affine in the states, the ODE solver otherwise.
+    ``times`` (shared, h): when given, the ODE solver computes the solution at these times only (faster;
+    the trajectory can then be evaluated there and nowhere else); the exact linear solution ignores it.
     """
     batch = len(args[0]) if args else 1
     events = resolve_doses(compiled, dose_state, regimen, args, batch)
@@ -37,7 +39,7 @@ def solve(compiled: CompiledModel, dose_state: str | None, args: list[np.ndarray
     else:
         indices = tuple(compiled.outputs.index(name) for name in integrals)
         solution = OdeSolution(compiled, args, initial, events, horizon, indices, rtol=rtol, atol=atol,
-                               method=method)
+                               method=method, times=times)
     return Trajectory(compiled, args, events, solution, integrals)
 
 
