@@ -123,6 +123,7 @@ class PopulationProblem:
         self.start = np.log(np.array(values, dtype=float))
         self.priors = self._priors(dict(priors), values)
         self.eta_start = np.zeros((len(subjects), n_r))
+        self.psi_start: np.ndarray | None = None
         # Newton decrement at which the inner problem stops: tight while the optimiser differentiates the
         # marginal numerically, looser while sampling (an error of 1e-6 per subject is far below MCMC noise).
         self.tolerance = self.MODE_TOLERANCE
@@ -147,8 +148,11 @@ class PopulationProblem:
         return np.exp(points)
 
     def warm_start(self, mode: np.ndarray) -> None:
-        """Start every later inner optimisation from the conditional modes at the population mode."""
+        """Start every later inner optimisation from each subject's individual log-parameters at the population
+        mode.  Holding ψ = log θ_typical + η fixed, rather than η, keeps the start close to the conditional mode
+        when a proposal moves the typical values: the data pin ψ, and η would shift by the whole move."""
         self.eta_start = self.conditional(mode[None])[0]
+        self.psi_start = mode[self.random] + self.eta_start
         self.tolerance = self.SAMPLING_TOLERANCE
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
@@ -179,7 +183,10 @@ class PopulationProblem:
         precision = np.exp(-2 * points[:, self.omega_slice]).repeat(n_s, axis=0)
         error_values = tuple(v[:, None] for v in np.exp(points[:, self.error_slice]).repeat(n_s, axis=0).T)
         inner = _InnerProblem(self, subjects, log_typical, precision, error_values)
-        eta = np.tile(self.eta_start, (batch, 1))
+        if self.psi_start is None:
+            eta = np.tile(self.eta_start, (batch, 1))
+        else:
+            eta = np.tile(self.psi_start, (batch, 1)) - log_typical[:, self.random]
         state = inner.evaluate(eta, np.arange(len(eta)))
         scale = np.ones(len(eta))
         active = np.isfinite(state.objective)
