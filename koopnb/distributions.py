@@ -272,7 +272,7 @@ def _robust_factor(cov: np.ndarray, names: Sequence[str]) -> np.ndarray:
     try:
         return np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
-        pass
+        pass  # only positive semi-definite: checked and factorised with pivoting below
     eigenvalues = np.linalg.eigvalsh(cov)
     if eigenvalues[0] < -1e-10 * max(eigenvalues[-1], 0.0) or eigenvalues[-1] < 0:
         raise DistributionError(

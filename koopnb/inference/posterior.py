@@ -24,7 +24,17 @@ LEVEL = 0.90
 """Width of the credible intervals in summaries: 90 % (the 5th to the 95th percentile)."""
 
 
-class Posterior:
+class _Displayed:
+    """Rich display shared by both posteriors: a result card for the JupyterLab extension, HTML, text."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """text/plain, text/html (summary table) and the result card (application/vnd.koopnb.result+json)."""
+        from koopnb.jupyter.display import posterior_bundle
+
+        return posterior_bundle(self)
+
+
+class Posterior(_Displayed):
     """Draws of one patient's parameters (those with IIV; the others are fixed at ``fixed``).
 
     ``draws`` is (n_draws, n_walkers, k) on the natural scale; ``samples`` flattens it to a dict
@@ -116,12 +126,6 @@ class Posterior:
         who = "" if self.subject.id is None else f" of subject {self.subject.id!r}"
         return f"<Posterior{who}: {walkers} walkers × {draws} draws; " + "; ".join(parts) + ">"
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """text/plain, text/html (summary table) and the result card (application/vnd.koopnb.result+json)."""
-        from koopnb.jupyter.display import posterior_bundle
-
-        return posterior_bundle(self)
-
     def _repr_html_(self) -> str:
         draws, walkers, _ = self.draws.shape
         title = html.escape(f"Posterior: {walkers} walkers × {draws} draws kept, "
@@ -129,7 +133,7 @@ class Posterior:
         return f"<div class='koopnb-posterior'><b>{title}</b>{self.summary().to_html(float_format='%.4g')}</div>"
 
 
-class PopulationPosterior:
+class PopulationPosterior(_Displayed):
     """Draws of the population: typical values, IIV (omega, SD of the log) and residual error.
 
     Sample names: each parameter name for its typical value, ``omega_NAME`` for its IIV (parameters
@@ -237,12 +241,6 @@ class PopulationPosterior:
         parts = [f"{name} {_interval_text(values)}" for name, values in self.samples.items()]
         return (f"<PopulationPosterior of {len(self.individuals)} subjects: {walkers} walkers × {draws} draws; "
                 + "; ".join(parts) + ">")
-
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """text/plain, text/html (summary table) and the result card (application/vnd.koopnb.result+json)."""
-        from koopnb.jupyter.display import posterior_bundle
-
-        return posterior_bundle(self)
 
     def _repr_html_(self) -> str:
         draws, walkers, _ = self.draws.shape

@@ -43,7 +43,7 @@ def expand(spec: ModelSpec, expr: sp.Expr, resolved: dict[str, sp.Expr]) -> sp.E
     """``expr`` with derived quantities and constants replaced by their definitions."""
     constants = {symbol(name): sp.Float(value) for name, value in spec.constants.items()}
     derived = {symbol(name): value for name, value in resolved.items()}
-    return sp.sympify(expr).xreplace(derived).xreplace(constants)
+    return expr.xreplace(derived).xreplace(constants)
 
 
 def _is_affine(expr: sp.Expr, states: Sequence[sp.Symbol]) -> bool:

@@ -244,7 +244,7 @@ def _check_grammar(statement: Statement, tokens: list[Token], start: int, after:
                 calls.pop()
                 expect_operand = False
             elif text in ("+", "-"):
-                pass
+                pass  # a sign may start an operand (unary) or join two (binary): both are fine here
             elif previous is not None and previous.text in _BINARY:
                 raise statement.error(f"'{text}' cannot follow '{previous.text}'", token.index)
             elif text == ")" and previous is not None and previous.text == "(":
