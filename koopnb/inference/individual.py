@@ -83,21 +83,23 @@ class IndividualProblem:
         self.names = prior.names
         self.location = np.log(np.array([prior.median()[name] for name in self.names]))
         self.factor = np.linalg.cholesky(np.asarray(prior.covariance))
+        self._whiten = np.linalg.inv(self.factor).T  # (x - location) @ _whiten is standard normal
         self._log_normaliser = -np.log(np.diag(self.factor)).sum() - 0.5 * len(self.names) * np.log(2 * np.pi)
         self.stack = StackedSubjects(model, [patient], output)
         self.error, self.error_values = residual_error(model.error_models[output])
-        self.typical = np.array([model.typical[name] for name in model.parameters])
+        self.typical = np.array([[model.typical[name] for name in model.parameters]])  # (1, n_parameters)
         self.index = [model.parameters.index(name) for name in self.names]
 
     def log_prior(self, points: np.ndarray) -> np.ndarray:
         """Multivariate normal log-density of the log-parameters."""
-        standard = np.linalg.solve(self.factor, (points - self.location).T)
-        return -0.5 * np.sum(standard**2, axis=0) + self._log_normaliser
+        standard = (points - self.location) @ self._whiten
+        return -0.5 * np.einsum("ij,ij->i", standard, standard) + self._log_normaliser
 
     def log_likelihood(self, points: np.ndarray) -> np.ndarray:
-        parameters = np.tile(self.typical, (len(points), 1))
+        rows = np.zeros(len(points), dtype=int)
+        parameters = self.typical[rows]
         parameters[:, self.index] = np.exp(points)
-        predicted = self.stack.predict(np.zeros(len(points), dtype=int), parameters)
+        predicted = self.stack.predict(rows, parameters)
         stack = self.stack
         return log_likelihood(self.error, self.error_values, stack.values, stack.below, stack.used, predicted)
 

@@ -75,7 +75,7 @@ class Additive(_NormalError):
 
     def sd(self, f, values):
         (a,) = values
-        return np.broadcast_to(np.asarray(a, dtype=float), np.broadcast_shapes(np.shape(f), np.shape(a)))
+        return np.asarray(a, dtype=float)  # broadcasts against f where it is used
 
 
 class Proportional(_NormalError):
@@ -143,10 +143,11 @@ def log_likelihood(error: ResidualError, values: tuple, observed: np.ndarray, be
     not finite gets -inf.
     """
     finite = np.isfinite(predicted)
-    predicted = np.where(finite, predicted, 1.0)
-    terms = error.log_density(observed, predicted, values)
-    if np.any(below):
-        terms = np.where(below, error.log_below(observed, predicted, values), terms)
-    terms = np.where(used, terms, 0.0)
-    total = terms.sum(axis=-1)
-    return np.where(np.all(finite | ~used, axis=-1), total, -np.inf)
+    with np.errstate(invalid="ignore", over="ignore"):  # terms of non-finite predictions are discarded below
+        terms = error.log_density(observed, predicted, values)
+        if below.any():
+            terms = np.where(below, error.log_below(observed, predicted, values), terms)
+    if used.all():  # one subject, or subjects with equally many observations: nothing is padding
+        return np.where(finite.all(axis=-1), terms.sum(axis=-1), -np.inf)
+    total = np.where(used, terms, 0.0).sum(axis=-1)
+    return np.where((finite | ~used).all(axis=-1), total, -np.inf)

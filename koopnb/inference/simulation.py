@@ -16,8 +16,9 @@ from collections import Counter
 import numpy as np
 
 from koopnb.errors import FitError, KoopnbError, SimulationError
+from koopnb.model.modal import ImpulseResponses, impulse_responses
 from koopnb.simulate.events import DoseEvents, dose_state
-from koopnb.simulate.linear import LinearSolution
+from koopnb.simulate.linear import LinearSolution, confluent, phi1, system_matrix
 from koopnb.simulate.ode import OdeSolution
 
 
@@ -37,16 +38,25 @@ class StackedSubjects:
         if output not in self.compiled.outputs and output not in self.compiled.states:
             raise FitError(f"{output!r} is not an output of the model; the outputs are "
                            f"{', '.join(self.compiled.outputs)}")
+        self._output_index = self.compiled.outputs.index(output) if output in self.compiled.outputs else None
         self._lay_out_doses()
         self._lay_out_observations()
-        dose = model.spec.dose
-        # Constant lag and bioavailability (the usual case) are evaluated once, not on every call.
-        self._constant_dosing = dose is None or (dose.lag.is_number and dose.bioavailability.is_number)
-        self._lag = float(dose.lag) if dose is not None and dose.lag.is_number else 0.0
-        self._bioavailability = float(dose.bioavailability) if dose is not None and dose.bioavailability.is_number \
-            else 1.0
         self.covariates = np.array([[s.covariates[name] for name in model.covariates] for s in self.subjects],
                                    dtype=float).reshape(len(self.subjects), len(model.covariates))
+        self._zero_initial = all(expr == 0 for expr in model.spec.initial.values())
+        dose = model.spec.dose
+        # Constant lag and bioavailability (the usual case): every subject's dose starts and amounts
+        # are fixed, so they are laid out once here rather than on every call.
+        self._constant_dosing = dose is None or (dose.lag.is_number and dose.bioavailability.is_number)
+        if self._constant_dosing:
+            lag = float(dose.lag) if dose is not None else 0.0
+            bioavailability = float(dose.bioavailability) if dose is not None else 1.0
+            if not (np.isfinite(lag) and lag >= 0 and np.isfinite(bioavailability) and bioavailability >= 0):
+                raise FitError(f"the dose line gives lag={lag:g} and bioavailability={bioavailability:g}; "
+                               "both must be finite and non-negative")
+            self._start = self.slot_time + lag * self.slot_default
+            self._amount = self.slot_amount * np.where(self.slot_default, bioavailability, 1.0)
+        self._closed_form = ClosedForm.for_fit(self) if self._constant_dosing and self._zero_initial else None
 
     def _lay_out_doses(self) -> None:
         kinds = []
@@ -93,44 +103,109 @@ class StackedSubjects:
         """Predictions (batch, n_max) for subject indices ``rows`` (batch,) and ``parameters``
         (batch, n_parameters) in ``model.parameters`` order.  Rows the simulator cannot solve are NaN.
         """
-        args = [parameters[:, j] for j in range(parameters.shape[1])]
-        args += [self.covariates[rows, c] for c in range(self.covariates.shape[1])]
+        args = list(parameters.T) + list(self.covariates[rows].T)
         try:
             with np.errstate(all="ignore"):
-                return self._solve(rows, args)
+                if self._closed_form is None:
+                    return self._solve(rows, args)
+                values, usable = self._closed_form(rows, args)
+                if not usable.all():  # near-equal eigenvalues and the like: the general solver
+                    other = ~usable
+                    values[other] = self._solve(rows[other], [a[other] for a in args])
+                return values
         except (SimulationError, np.linalg.LinAlgError, ValueError, FloatingPointError):
             return np.full((len(rows), self.times.shape[1]), np.nan)
 
     def _solve(self, rows: np.ndarray, args: list[np.ndarray]) -> np.ndarray:
         compiled, batch = self.compiled, len(rows)
         if self._constant_dosing:
-            lag = np.full(batch, self._lag)
-            bioavailability = np.full(batch, self._bioavailability)
+            valid = None
+            start, amount = self._start[rows], self._amount[rows]
         else:
             lag = np.broadcast_to(compiled.lag(*args)[0], (batch,))
             bioavailability = np.broadcast_to(compiled.bioavailability(*args)[0], (batch,))
-        valid = np.isfinite(lag) & (lag >= 0) & np.isfinite(bioavailability) & (bioavailability >= 0)
-        lag = np.where(valid, lag, 0.0)
-        start = self.slot_time[rows] + lag[:, None] * self.slot_default
-        amount = self.slot_amount[rows] * np.where(self.slot_default, bioavailability[:, None], 1.0)
+            valid = np.isfinite(lag) & (lag >= 0) & np.isfinite(bioavailability) & (bioavailability >= 0)
+            lag = np.where(valid, lag, 0.0)
+            start = self.slot_time[rows] + lag[:, None] * self.slot_default
+            amount = self.slot_amount[rows] * np.where(self.slot_default, bioavailability[:, None], 1.0)
         events = DoseEvents(start=start, amount=amount, duration=self.slot_duration, state=self.slot_state)
         n = len(compiled.states)
-        initial = np.stack([np.broadcast_to(v, (batch,)) for v in compiled.initial(*args)], axis=1)
+        if self._zero_initial:
+            initial = np.zeros((batch, n))
+        else:
+            initial = np.stack([np.broadcast_to(v, (batch,)) for v in compiled.initial(*args)], axis=1)
         if compiled.is_linear:
-            matrix = np.stack(compiled.matrix(*args), axis=-1).reshape(batch, n, n)
             times = self.times[rows]
-            states = LinearSolution(compiled, args, matrix, initial, events).states(times)
+            solution = LinearSolution(compiled, args, system_matrix(compiled, args, batch), initial, events)
+            states = solution.states(times)
         else:
             times = self.union
             solution = OdeSolution(compiled, args, initial, events, self.horizon, (),
                                    rtol=self.rtol, atol=self.atol, method="DOP853")
             states = solution.states(times)
-        if self.output in compiled.states:
+        if self._output_index is None:
             values = states[:, compiled.states.index(self.output)]
         else:
             broadcast = [a[:, None] for a in args]
-            values = np.asarray(compiled.output_values(times, *states.transpose(1, 0, 2), *broadcast)
-                                [compiled.outputs.index(self.output)])
+            values = compiled.output_values.raw(times, *states.transpose(1, 0, 2), *broadcast)[self._output_index]
+            values = np.broadcast_to(values, states[:, 0].shape)  # a no-op unless the output is constant
         if not compiled.is_linear:
             values = np.take_along_axis(values, self.union_index[rows], axis=1)
-        return np.where(valid[:, None], values, np.nan)
+        return values if valid is None else np.where(valid[:, None], values, np.nan)
+
+
+class ClosedForm:
+    """Predictions of a linear model from its closed-form impulse responses (koopnb/model/modal.py).
+
+    Everything about the doses and observation times is laid out once per subject: for boluses the
+    time since each dose τ and its amount where it has been given; for infusions the time it has run
+    (at most its duration), the time since it ended, and its rate.  The prediction at an observation
+    time is then c₀ + Σ_k Σ_doses c_k · amount · e^{λ_k τ} for boluses, plus
+    c_k · rate · e^{λ_k τ_after} τ_run φ₁(λ_k τ_run) for infusions: a handful of array operations for
+    the whole batch.
+    """
+
+    def __init__(self, responses: ImpulseResponses, stack: StackedSubjects):
+        self.responses = responses
+        index = {state: i for i, state in enumerate(responses.dosed)}
+        since = stack.times[:, :, None] - stack._start[:, None, :]  # (subjects, T, slots)
+        given = since >= 0
+        bolus = stack.slot_duration == 0
+        self.bolus = np.array([index[s] for s in stack.slot_state[bolus]], dtype=int)
+        self.bolus_elapsed = np.where(given, since, 0.0)[..., bolus]
+        self.bolus_weight = (stack._amount[:, None, :] * given)[..., bolus]
+        infusion = ~bolus
+        self.infusion = np.array([index[s] for s in stack.slot_state[infusion]], dtype=int)
+        duration = stack.slot_duration[infusion]
+        self.infusion_running = np.clip(since[..., infusion], 0.0, duration)
+        self.infusion_after = np.maximum(since[..., infusion] - duration, 0.0)
+        self.infusion_weight = (stack._amount[:, None, :] * given)[..., infusion] / np.where(duration > 0, duration, 1)
+
+    @classmethod
+    def for_fit(cls, stack: StackedSubjects) -> ClosedForm | None:
+        """The closed form for this fit's output and dosed states, or None when the model has none."""
+        dosed = sorted(set(stack.slot_state.tolist()))
+        responses = impulse_responses(stack.compiled, stack.output, dosed)
+        return None if responses is None else cls(responses, stack)
+
+    def __call__(self, rows: np.ndarray, args: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions (batch, T) and where they are valid (batch,); invalid rows hold garbage."""
+        lam, checks, coefficients, offset = self.responses.evaluate(args, len(rows))
+        # The closed form needs what the general solver would check: distinct eigenvalues and, for
+        # two-state blocks, a real spectrum with a non-positive trace.  (A set whose eigenvalues are
+        # not finite has no finite prediction either way; the likelihood gives it -inf.)
+        usable = ~confluent(lam)
+        if checks.size:
+            usable &= (checks[0::2] <= 0).all(axis=0) & (checks[1::2] >= 0).all(axis=0)
+        values = np.zeros((len(rows), self.bolus_elapsed.shape[1]))
+        if self.responses.has_offset:
+            values += offset[:, None]
+        if self.bolus.size:
+            modes = np.exp(lam[:, :, None, None] * self.bolus_elapsed[rows])
+            values += np.einsum("kdb,btd,kbtd->bt", coefficients[:, self.bolus], self.bolus_weight[rows], modes)
+        if self.infusion.size:
+            rate = lam[:, :, None, None]
+            running = self.infusion_running[rows]
+            modes = np.exp(rate * self.infusion_after[rows]) * running * phi1(rate * running)
+            values += np.einsum("kdb,btd,kbtd->bt", coefficients[:, self.infusion], self.infusion_weight[rows], modes)
+        return values, usable

@@ -29,8 +29,12 @@ class VectorisedStretchMove(StretchMove):
         split = np.arange(walkers) % self.nsplits
         if self.randomize_split:
             model.random.shuffle(split)
+        # Walkers grouped by part, each group in index order as StretchMove takes them.
+        order = np.argsort(split, kind="stable")
+        bounds = np.searchsorted(split[order], np.arange(self.nsplits + 1))
         for part in range(self.nsplits):
-            moving, others = np.flatnonzero(split == part), np.flatnonzero(split != part)
+            moving = order[bounds[part]:bounds[part + 1]]
+            others = np.concatenate([order[:bounds[part]], order[bounds[part + 1]:]])
             # The draws of StretchMove.get_proposal, then one uniform per moving walker for acceptance.
             stretch = ((self.a - 1.0) * model.random.rand(moving.size) + 1) ** 2.0 / self.a
             partners = coords[others[model.random.randint(others.size, size=moving.size)]]

@@ -60,12 +60,15 @@ def _broadcasting(function: Callable, count: int) -> Callable:
 
     def evaluate(*args):
         values = function(*args)
-        shape = np.broadcast_shapes(*(np.shape(a) for a in args)) if args else ()
+        shapes = {np.shape(a) for a in args}
+        # Usually every argument has the batch shape; broadcast_shapes is only needed when they differ.
+        shape = shapes.pop() if len(shapes) == 1 else np.broadcast_shapes(*shapes) if shapes else ()
         # Most entries already have the batch shape; only constants need broadcasting (a hot path in fits).
         return [v if isinstance(v, np.ndarray) and v.shape == shape and v.dtype == float
                 else np.broadcast_to(np.asarray(v, dtype=float), shape) for v in values]
 
     evaluate.count = count
+    evaluate.raw = function  # entries as sympy left them: numbers where an entry is constant
     return evaluate
 
 

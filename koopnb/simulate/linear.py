@@ -23,6 +23,8 @@ decayed concentration keeps its relative accuracy.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from scipy.linalg import expm
 
@@ -31,6 +33,8 @@ from koopnb.simulate.events import DoseEvents
 
 CONFLUENT_GAP = 1e-3
 """Relative eigenvalue gap below which a parameter set is solved by matrix exponentials."""
+
+_TINY = np.finfo(float).tiny
 
 CHUNK_ELEMENTS = 1 << 21
 """Largest (modes × doses × times × batch) temporary built at once; longer regimens go in chunks."""
@@ -87,70 +91,84 @@ def eigenvalues(matrix: np.ndarray, blocks: tuple[tuple[int, ...], ...]) -> np.n
     return np.concatenate([v.astype(dtype, copy=False) for v in values], axis=1)
 
 
-def _confluent(lam: np.ndarray) -> np.ndarray:
+@cache
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i, j) of every pair i < j of n eigenvalues."""
+    return np.triu_indices(n, 1)
+
+
+def confluent(lam: np.ndarray) -> np.ndarray:
     """(batch,) whether two eigenvalues of a set are closer than CONFLUENT_GAP relative to the spectrum.
 
-    ``lam`` is (n, batch).
+    ``lam`` is (n, batch).  A spectrum of zeros counts as confluent (its covariants do not exist).
     """
     n, batch = lam.shape
     if n < 2:
         return np.zeros(batch, dtype=bool)
-    scale = CONFLUENT_GAP * np.maximum(np.abs(lam).max(axis=0), np.finfo(float).tiny)
-    close = np.zeros(batch, dtype=bool)
-    for i in range(n):
-        for j in range(i + 1, n):
-            close |= np.abs(lam[i] - lam[j]) < scale
-    return close
+    scale = CONFLUENT_GAP * np.maximum(np.abs(lam).max(axis=0), _TINY)
+    first, second = _pairs(n)
+    return (np.abs(lam[first] - lam[second]) < scale).any(axis=0)
+
+
+def system_matrix(compiled: CompiledModel, args: list[np.ndarray], batch: int) -> np.ndarray:
+    """A of dx/dt = A x for every parameter set, state-major (n, n, batch): each element one long array."""
+    n = len(compiled.states)
+    a = np.empty((n * n, batch))
+    for row, entry in zip(a, compiled.matrix.raw(*args), strict=True):
+        row[...] = entry  # constant entries (zeros, mostly) broadcast here for free
+    return a.reshape(n, n, batch)
 
 
 class LinearSolution:
     """The exact solution of a linear model for a batch of parameter sets and one dosing history.
 
-    ``matrix`` (batch, n, n) is A, ``initial`` (batch, n) the initial state, ``events`` the doses.
-    Times may be (n_times,) shared by the batch or (batch, n_times) per parameter set.  Internally
-    arrays keep the batch on the last axis, so that the work on tiny matrices is a few long
-    element-wise numpy operations rather than one small LAPACK or BLAS call per parameter set.
+    ``a`` (n, n, batch) is A state-major (see :func:`system_matrix`), ``initial`` (batch, n) the
+    initial state, ``events`` the doses.  Times may be (n_times,) shared by the batch or
+    (batch, n_times) per parameter set.  Internally arrays keep the batch on the last axis, so that
+    the work on tiny matrices is a few long element-wise numpy operations rather than one small
+    LAPACK or BLAS call per parameter set.
     """
 
     exact = True
 
-    def __init__(self, compiled: CompiledModel, args: list[np.ndarray], matrix: np.ndarray,
+    def __init__(self, compiled: CompiledModel, args: list[np.ndarray], a: np.ndarray,
                  initial: np.ndarray, events: DoseEvents):
         self.compiled = compiled
         self.args = args
-        self.matrix = matrix
         self.initial = initial
         self.events = events
         self.batch, self.n = initial.shape
-        self._a = matrix.transpose(1, 2, 0)  # (n, n, batch): element [i, j] is one long array
-        lam = np.ascontiguousarray(eigenvalues(matrix, compiled.blocks).T)  # (n, batch)
-        self.confluent = _confluent(lam)
+        self._a = a
+        self.matrix = a.transpose(2, 0, 1)  # (batch, n, n) view
+        lam = np.ascontiguousarray(eigenvalues(self.matrix, compiled.blocks).T)  # (n, batch)
+        self.confluent = confluent(lam)
         self.members = np.flatnonzero(self.confluent)
         self._spectral_abscissa = lam[:, self.members].real.max(axis=0) if len(self.members) else np.zeros(0)
         if len(self.members):  # distinct stand-in eigenvalues; the amplitudes of these sets are zeroed
             lam[:, self.members] = np.arange(self.n)[:, None] + 1.0
         self.lam = lam
-        self._by_state = {int(s): events.state == s for s in np.unique(events.state)}
+        dosed = events.state.tolist()
+        self._by_state = {s: events.state == s for s in sorted(set(dosed))}
         self._amplitudes = {s: self._modal_amplitudes(np.eye(self.n)[s][:, None]) for s in self._by_state}
-        self._initial_amplitudes = self._modal_amplitudes(initial.T) if np.any(initial != 0) else None
+        self._initial_amplitudes = self._modal_amplitudes(initial.T) if initial.any() else None
 
     def _modal_amplitudes(self, vector: np.ndarray) -> np.ndarray:
         """P_k v for every mode k: (n_modes, n, batch) from v (n, batch) or (n, 1); zero for confluent sets.
 
+        P_k v = Π_{j≠k} (A − λ_j I) v / (λ_k − λ_j), one batched matrix-vector product per factor.
         The covariants sum to the identity, so the last mode is v minus the others.
         """
         a, lam, n = self._a, self.lam, self.n
+        vector = np.broadcast_to(vector, (n, self.batch)).astype(lam.dtype)
         amplitudes = np.empty((n, n, self.batch), dtype=lam.dtype)
-        rest = np.broadcast_to(vector, (n, self.batch)).astype(lam.dtype)
+        rest = vector.copy()
         for k in range(n - 1):
-            w = [vector[i] for i in range(n)]
+            w = vector
             for j in range(n):
                 if j != k:
-                    scale = 1.0 / (lam[k] - lam[j])
-                    w = [(sum(a[i, m] * w[m] for m in range(n) if np.any(w[m])) - lam[j] * w[i]) * scale
-                         for i in range(n)]
+                    w = (np.einsum("imb,mb->ib", a, w) - lam[j] * w) / (lam[k] - lam[j])
             amplitudes[k] = w
-            rest -= amplitudes[k]
+            rest -= w
         amplitudes[n - 1] = rest
         if len(self.members):
             amplitudes[..., self.members] = 0.0
@@ -174,12 +192,11 @@ class LinearSolution:
         if self._initial_amplitudes is not None:
             modes = _initial_modes(self.lam[:, None], times[None], integral)
             result += _combine(self._initial_amplitudes, modes)
-        latest = times.max(initial=0.0)
+        # Doses that start after every requested time contribute nothing.
+        future = events.start.min(axis=0, initial=np.inf) > times.max(initial=0.0)
+        step = max(1, CHUNK_ELEMENTS // max(1, self.n * times.size))
         for state, chosen in self._by_state.items():
-            # Doses that start after every requested time contribute nothing.
-            chosen = chosen & (events.start.min(axis=0, initial=np.inf) <= latest)
-            indices = np.flatnonzero(chosen)
-            step = max(1, CHUNK_ELEMENTS // max(1, self.n * times.size))
+            indices = np.flatnonzero(chosen & ~future)
             for first in range(0, len(indices), step):
                 part = indices[first:first + step]
                 modes = _dose_modes(self.lam[:, None, None], times[None, None], events.start.T[part][None, :, None],
@@ -249,9 +266,7 @@ def infusion_inputs(events: DoseEvents, times: np.ndarray, n: int, left: bool = 
 
 def _combine(amplitudes: np.ndarray, modes: np.ndarray) -> np.ndarray:
     """Σ_k amplitude_k g_k: (n, T, batch) from amplitudes (k, n, batch) and modal sums (k, T, batch)."""
-    total = amplitudes[0][:, None] * modes[0][None]
-    for k in range(1, len(modes)):
-        total = total + amplitudes[k][:, None] * modes[k][None]
+    total = np.einsum("kib,ktb->itb", amplitudes, modes)
     return total.real if np.iscomplexobj(total) else total
 
 

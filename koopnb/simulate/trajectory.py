@@ -7,7 +7,7 @@ import numpy as np
 from koopnb.errors import SimulationError
 from koopnb.model.codegen import CompiledModel
 from koopnb.simulate.events import DoseEvents, resolve_doses
-from koopnb.simulate.linear import LinearSolution
+from koopnb.simulate.linear import LinearSolution, system_matrix
 from koopnb.simulate.ode import OdeSolution
 
 
@@ -32,10 +32,7 @@ def solve(compiled: CompiledModel, dose_state: str | None, args: list[np.ndarray
     if solver == "linear":
         if not compiled.is_linear:
             raise SimulationError("the exact linear solver needs a model whose equations are linear in the states")
-        n = len(compiled.states)
-        # Built state-major, (n, n, batch), and viewed as (batch, n, n): each element is one long array.
-        matrix = np.stack(np.broadcast_arrays(*compiled.matrix(*args))).reshape(n, n, batch).transpose(2, 0, 1)
-        solution = LinearSolution(compiled, args, matrix, initial, events)
+        solution = LinearSolution(compiled, args, system_matrix(compiled, args, batch), initial, events)
     else:
         indices = tuple(compiled.outputs.index(name) for name in integrals)
         solution = OdeSolution(compiled, args, initial, events, horizon, indices, rtol=rtol, atol=atol,
