@@ -5,7 +5,10 @@ Run: ``python benchmarks/posterior.py``.  Prints a table:
 - the theophylline population fit (12 subjects, 7 population coordinates), target ≤ 60 s;
 each with ``vectorize=True`` (one log-posterior call per half-ensemble) and with a naive loop that
 evaluates one walker per call (timed on fewer steps and extrapolated, labelled as such), and the
-per-call cost of the log-posterior for 16 walkers, split into the simulator and the rest.
+per-call cost of the log-posterior for 16 walkers, split into the simulator and the rest.  The
+individual fit is timed 7 times (median and fastest), because wall times on a shared 2-core machine
+move by ±30 % from run to run.  A last table shows what emcee itself costs for the same run with a
+log-density that costs nothing, with its own stretch move and with koopnb's vectorised one.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from koopnb.inference import ConvergenceWarning, fit_individual, fit_population
 from koopnb.inference.individual import IndividualProblem
 from koopnb.inference.population import PopulationProblem
 from koopnb.inference.sampler import find_mode
+from koopnb.inference.stretch import VectorisedStretchMove
 from koopnb.inference.subjects import all_subjects, one_subject
 
 MODEL = """
@@ -44,10 +48,28 @@ def timed(function, repeat: int = 1) -> float:
     return (time.perf_counter() - start) / repeat
 
 
+def spread(function, repeat: int) -> tuple[float, float]:
+    """(median, fastest) seconds over ``repeat`` runs: this machine's wall times move by ±30 % between runs."""
+    times = [timed(lambda i=i: function(i)) for i in range(repeat)]
+    return float(np.median(times)), min(times)
+
+
 def loop_sampler(problem, initial: np.ndarray, steps: int) -> float:
     """Seconds for emcee with one walker per log-posterior call (vectorize=False)."""
     sampler = emcee.EnsembleSampler(len(initial), initial.shape[1], lambda x: float(problem(x[None])[0]))
     return timed(lambda: sampler.run_mcmc(initial, steps))
+
+
+def emcee_alone(move, repeat: int) -> tuple[float, float]:
+    """Seconds emcee itself takes for 32 walkers × 2,000 steps when the log-density costs nothing."""
+    initial = np.random.default_rng(0).standard_normal((32, 3))
+
+    def run(seed):
+        sampler = emcee.EnsembleSampler(32, 3, lambda x: -0.5 * np.einsum("ij,ij->i", x, x), vectorize=True,
+                                        moves=move)
+        sampler.random_state = np.random.RandomState(seed).get_state()
+        sampler.run_mcmc(initial, 2000)
+    return spread(run, repeat)
 
 
 def main() -> None:
@@ -55,18 +77,19 @@ def main() -> None:
     model = kn.parse_model(MODEL)
     values = model.simulate({"ka": 1.2, "CL": 3.3, "V": 28.0}, DOSE, TIMES)["conc"][0] + 0.3
     rows = []
+    repeat = 7
 
-    individual = timed(lambda: fit_individual(model, (TIMES, values), regimen=DOSE, walkers=32, steps=2000,
-                                              seed=1, progress=False))
+    individual, fastest = spread(lambda seed: fit_individual(model, (TIMES, values), regimen=DOSE, walkers=32,
+                                                             steps=2000, seed=seed, progress=False), repeat)
     problem = IndividualProblem(model, one_subject(model, (TIMES, values), DOSE, None, None, "conc"), "conc")
     mode, _ = find_mode(problem, problem.location[None])
     walkers = mode + 0.05 * np.random.default_rng(0).standard_normal((32, 3))
     loop_steps = 200
     loop = loop_sampler(problem, walkers, loop_steps) * 2000 / loop_steps
-    per_call = timed(lambda: problem(walkers[:16]), 300)
-    simulator = timed(lambda: problem.stack.predict(np.zeros(16, int), np.tile([1.5, 2.8, 31.5], (16, 1))), 300)
-    rows.append(("individual, 32 walkers × 2000 steps", individual, loop, f"{loop_steps} steps", 1.0, per_call,
-                 simulator))
+    per_call = timed(lambda: problem(walkers[:16]), 1000)
+    simulator = timed(lambda: problem.stack.predict(np.zeros(16, int), np.tile([1.5, 2.8, 31.5], (16, 1))), 1000)
+    rows.append(("individual, 32 walkers × 2000 steps", individual, fastest, loop, f"{loop_steps} steps", 1.0,
+                 per_call, simulator))
 
     data = kn.datasets.theophylline()
     steps = 2000
@@ -79,16 +102,23 @@ def main() -> None:
     loop_steps = 10
     loop = loop_sampler(problem, walkers, loop_steps) * steps / loop_steps
     per_call = timed(lambda: problem(walkers[:8]), 20)
-    rows.append((f"theophylline population, 16 walkers × {steps} steps", population, loop, f"{loop_steps} steps",
-                 60.0, per_call, float("nan")))
+    rows.append((f"theophylline population, 16 walkers × {steps} steps", population, population, loop,
+                 f"{loop_steps} steps", 60.0, per_call, float("nan")))
 
-    print(f"{'fit':<48} {'vectorised s':>12} {'loop s (extrap.)':>17} {'loop timed on':>14} {'ratio':>6} "
-          f"{'target s':>9} {'log-post ms/call':>17} {'simulator ms':>13}")
-    for name, fast, slow, basis, target, call, simulate in rows:
-        print(f"{name:<48} {fast:12.2f} {slow:17.2f} {basis:>14} {slow / fast:6.1f} {target:9.0f} "
+    print(f"{'fit':<48} {'vectorised s':>12} {'fastest s':>10} {'loop s (extrap.)':>17} {'loop timed on':>14} "
+          f"{'ratio':>6} {'target s':>9} {'log-post ms/call':>17} {'simulator ms':>13}")
+    for name, fast, best, slow, basis, target, call, simulate in rows:
+        print(f"{name:<48} {fast:12.2f} {best:10.2f} {slow:17.2f} {basis:>14} {slow / fast:6.1f} {target:9.0f} "
               f"{1e3 * call:17.3f} {1e3 * simulate:13.3f}")
-    print("log-post ms/call: one vectorised call (16 walkers individual, 8 walkers × 12 subjects population); "
-          "simulator ms: the batched solve inside it.")
+    print(f"vectorised s: median of {repeat} fits (individual; different seeds), one fit (population); "
+          "log-post ms/call: one vectorised call (16 walkers individual, 8 walkers × 12 subjects population); "
+          "simulator ms: the batched prediction inside it.")
+    print()
+    print("emcee alone, 32 walkers × 2000 steps, log-density that costs nothing (median / fastest of 7 runs):")
+    for name, move in (("emcee StretchMove", emcee.moves.StretchMove()),
+                       ("koopnb VectorisedStretchMove", VectorisedStretchMove())):
+        median, best = emcee_alone(move, repeat)
+        print(f"  {name:<30} {median:6.2f} s  {best:6.2f} s")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,9 @@ def test_impulse_responses_match_the_matrix_exponential(text, output, dosed):
     rng = np.random.default_rng(3)
     typical = np.array([model.typical[name] for name in model.parameters])
     sets = typical * np.exp(0.4 * rng.standard_normal((5, typical.size)))
-    lam, checks, coefficients, offset = responses.evaluate(list(sets.T), len(sets))
+    lam, gaps, checks, coefficients, offset = responses.evaluate(list(sets.T), len(sets))
+    first, second = np.triu_indices(len(lam), 1)
+    np.testing.assert_allclose(gaps, lam[first] - lam[second], rtol=1e-12)
     assert (checks[0::2] <= 0).all() and (checks[1::2] >= 0).all()  # real spectra, decaying
     assert checks.shape[0] == (2 if "peripheral" in text else 0)
     tau = np.array([0.0, 0.3, 2.0, 11.0, 40.0])
@@ -81,7 +83,7 @@ def test_impulse_responses_match_the_matrix_exponential(text, output, dosed):
             expected, expected_offset = response_by_expm(model, output, parameters, state, tau)
             closed = np.exp(np.outer(tau, lam[:, b])) @ coefficients[:, m, b]
             assert closed == pytest.approx(expected, rel=1e-10, abs=1e-12 * np.abs(expected).max())
-            assert offset[b] == pytest.approx(expected_offset, rel=1e-14)
+            assert np.broadcast_to(offset, len(sets))[b] == pytest.approx(expected_offset, rel=1e-14)
 
 
 def test_models_without_a_closed_form_are_refused():

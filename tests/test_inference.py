@@ -75,6 +75,24 @@ def test_blq_observations_use_the_probability_below_the_limit():
     np.testing.assert_allclose(total, [expected], rtol=1e-12)
 
 
+@pytest.mark.parametrize(("error", "values"), [(Additive(), (0.4,)), (Proportional(), (0.2,)),
+                                               (Combined(), (0.4, 0.1)), (Exponential(), (0.3,))])
+def test_rows_with_a_prediction_that_is_not_finite_are_impossible(error, values):
+    observed = np.array([[1.3, 0.5, 2.0]] * 5)
+    predicted = np.array([[1.0, 0.6, 2.2], [np.nan, 0.6, 2.2], [1.0, np.inf, 2.2], [1.0, 0.6, -np.inf],
+                          [1.0, 0.6, np.nan]])
+    used = np.ones_like(observed, dtype=bool)
+    for below in (np.zeros_like(used), np.array([[False, False, True]] * 5)):
+        total = log_likelihood(error, values, observed, below, used, predicted)
+        assert np.isfinite(total[0]) and np.all(total[1:] == -np.inf)
+    # Padding is ignored, whatever its prediction.
+    padded = used.copy()
+    padded[:, 2] = False
+    total = log_likelihood(error, values, observed, np.zeros_like(used), padded, predicted)
+    assert np.isfinite(total[[0, 3, 4]]).all() and np.all(total[[1, 2]] == -np.inf)
+    assert total[3] == pytest.approx(total[0]) and total[4] == pytest.approx(total[0])
+
+
 def test_blq_rows_of_a_table_enter_the_fit(model):
     table = pd.DataFrame({"ID": 1, "TIME": [0, 2, 8, 24, 48], "AMT": [320, 0, 0, 0, 0], "DV": [np.nan, 7, 4, 1.0, 0.1],
                           "EVID": [1, 0, 0, 0, 0], "BLQ": [0, 0, 0, 0, 1]})

@@ -142,12 +142,12 @@ def log_likelihood(error: ResidualError, values: tuple, observed: np.ndarray, be
     is True (M3); ``used`` masks padding; ``predicted`` (batch, n_obs).  A row whose prediction is
     not finite gets -inf.
     """
-    finite = np.isfinite(predicted)
-    with np.errstate(invalid="ignore", over="ignore"):  # terms of non-finite predictions are discarded below
+    with np.errstate(invalid="ignore", over="ignore"):
         terms = error.log_density(observed, predicted, values)
         if below.any():
-            terms = np.where(below, error.log_below(observed, predicted, values), terms)
-    if used.all():  # one subject, or subjects with equally many observations: nothing is padding
-        return np.where(finite.all(axis=-1), terms.sum(axis=-1), -np.inf)
-    total = np.where(used, terms, 0.0).sum(axis=-1)
-    return np.where((finite | ~used).all(axis=-1), total, -np.inf)
+            # The probability of being below a limit stays finite for a prediction of -inf: mark it.
+            censored = np.where(np.isfinite(predicted), error.log_below(observed, predicted, values), np.nan)
+            terms = np.where(below, censored, terms)
+    total = (terms if used.all() else np.where(used, terms, 0.0)).sum(axis=-1)
+    # A prediction that is not finite makes its term -inf or NaN: either way the row is impossible.
+    return np.where(np.isnan(total), -np.inf, total)

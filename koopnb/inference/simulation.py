@@ -7,6 +7,12 @@ doses), observation times are padded to a common length, covariates are stacked.
 solves every row — walkers × subjects × finite-difference points — in a single batched solve: the
 exact linear solution evaluated at each row's own times, or one stacked ODE solve evaluated at the
 union of the observation times.
+
+Most PK models are linear with blocks of at most two states and a concentration output; for them the
+predictions come from closed-form impulse responses (:class:`ClosedForm`, built on
+koopnb/model/modal.py) with the time since each dose laid out once, and only the parameter sets the
+closed form cannot take (nearly equal or complex eigenvalues) go to the general solver.  On the small
+batches of an individual fit that is about three times cheaper per call.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 from koopnb.errors import FitError, KoopnbError, SimulationError
 from koopnb.model.modal import ImpulseResponses, impulse_responses
 from koopnb.simulate.events import DoseEvents, dose_state
-from koopnb.simulate.linear import LinearSolution, confluent, phi1, system_matrix
+from koopnb.simulate.linear import CONFLUENT_GAP, LinearSolution, phi1, system_matrix
 from koopnb.simulate.ode import OdeSolution
 
 
@@ -103,7 +109,9 @@ class StackedSubjects:
         """Predictions (batch, n_max) for subject indices ``rows`` (batch,) and ``parameters``
         (batch, n_parameters) in ``model.parameters`` order.  Rows the simulator cannot solve are NaN.
         """
-        args = list(parameters.T) + list(self.covariates[rows].T)
+        args = list(parameters.T)
+        if self.covariates.shape[1]:
+            args += list(self.covariates[rows].T)
         try:
             with np.errstate(all="ignore"):
                 if self._closed_form is None:
@@ -190,19 +198,19 @@ class ClosedForm:
 
     def __call__(self, rows: np.ndarray, args: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Predictions (batch, T) and where they are valid (batch,); invalid rows hold garbage."""
-        lam, checks, coefficients, offset = self.responses.evaluate(args, len(rows))
-        # The closed form needs what the general solver would check: distinct eigenvalues and, for
-        # two-state blocks, a real spectrum with a non-positive trace.  (A set whose eigenvalues are
-        # not finite has no finite prediction either way; the likelihood gives it -inf.)
-        usable = ~confluent(lam)
+        lam, gaps, checks, coefficients, offset = self.responses.evaluate(args, len(rows))
+        # The closed form needs what the general solver checks: eigenvalues apart by more than its
+        # confluence gap and, for two-state blocks, a real spectrum with a non-positive trace.
+        usable = (np.abs(gaps) > CONFLUENT_GAP * np.abs(lam).max(axis=0)).all(axis=0)
         if checks.size:
             usable &= (checks[0::2] <= 0).all(axis=0) & (checks[1::2] >= 0).all(axis=0)
-        values = np.zeros((len(rows), self.bolus_elapsed.shape[1]))
-        if self.responses.has_offset:
-            values += offset[:, None]
         if self.bolus.size:
             modes = np.exp(lam[:, :, None, None] * self.bolus_elapsed[rows])
-            values += np.einsum("kdb,btd,kbtd->bt", coefficients[:, self.bolus], self.bolus_weight[rows], modes)
+            values = np.einsum("kdb,btd,kbtd->bt", coefficients[:, self.bolus], self.bolus_weight[rows], modes)
+        else:
+            values = np.zeros((len(rows), self.bolus_elapsed.shape[1]))
+        if self.responses.has_offset:
+            values += offset[:, None]
         if self.infusion.size:
             rate = lam[:, :, None, None]
             running = self.infusion_running[rows]

@@ -35,9 +35,10 @@ MAX_STATES = 8
 class ImpulseResponses:
     """The closed form of one output's responses to boluses into the ``dosed`` states.
 
-    The rows of its table are the n eigenvalues, per two-state block its half trace and
-    discriminant, c_{k,s} for each dosed state (state-major: every k for the first state, ...),
-    then c₀.  ``function`` computes the ``varying`` rows; the others are ``constant``.
+    The rows of its table are the n eigenvalues λ_k, the differences λ_i − λ_j (i < j), per
+    two-state block its half trace and discriminant, c_{k,s} for each dosed state (state-major: every
+    k for the first state, ...), then c₀ unless it is identically 0.  ``function`` computes the
+    ``varying`` rows; the others are ``constant``.
     """
 
     n: int
@@ -49,14 +50,20 @@ class ImpulseResponses:
     has_offset: bool  # False when c₀ is identically 0 (concentration = amount / volume)
 
     def evaluate(self, args: Sequence[np.ndarray], batch: int) -> tuple[np.ndarray, ...]:
-        """Eigenvalues (n, batch); per two-state block its half trace and discriminant (2 × blocks,
-        batch), which must be ≤ 0 and ≥ 0; coefficients (n, len(dosed), batch); offset (batch,)."""
-        table = np.repeat(self.constant[:, None], batch, axis=1)
-        table[self.varying] = self.function(*args)
+        """Eigenvalues (n, batch); their differences (n(n−1)/2, batch); per two-state block its half
+        trace and discriminant (2 × blocks, batch), which must be ≤ 0 and ≥ 0 for the closed form to
+        hold; coefficients (n, len(dosed), batch); offset (batch,), or 0."""
+        if self.varying.size == self.constant.size:
+            table = np.array(self.function(*args), dtype=float)
+        else:
+            table = np.repeat(self.constant[:, None], batch, axis=1)
+            table[self.varying] = self.function(*args)
         n, m = self.n, len(self.dosed)
-        start = n + 2 * self.pairs
+        gaps = n + n * (n - 1) // 2
+        start = gaps + 2 * self.pairs
         coefficients = table[start:start + n * m].reshape(m, n, batch).transpose(1, 0, 2)
-        return table[:n], table[n:start], coefficients, table[-1]
+        offset = table[-1] if self.has_offset else 0.0
+        return table[:n], table[n:gaps], table[gaps:start], coefficients, offset
 
 
 def impulse_responses(compiled: CompiledModel, output: str, dosed: Sequence[int]) -> ImpulseResponses | None:
@@ -106,7 +113,8 @@ def impulse_responses(compiled: CompiledModel, output: str, dosed: Sequence[int]
                     vector = (a - placeholders[j] * sp.eye(n)) * vector
                     denominator *= placeholders[k] - placeholders[j]
             coefficients.append((c * vector)[0] / denominator)
-    expressions = lams + checks + [e.xreplace(closed) for e in coefficients] + [offset]
+    gaps = [lams[i] - lams[j] for i in range(n) for j in range(i + 1, n)]
+    expressions = lams + gaps + checks + [e.xreplace(closed) for e in coefficients] + ([offset] if offset != 0 else [])
     if any(e.has(sp.zoo, sp.nan, sp.oo, sp.I) for e in expressions):
         return None  # eigenvalues equal or complex for every parameter set
     varying = np.array([i for i, e in enumerate(expressions) if not e.is_number], dtype=int)

@@ -97,7 +97,7 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, 1)
 
 
-def confluent(lam: np.ndarray) -> np.ndarray:
+def _confluent(lam: np.ndarray) -> np.ndarray:
     """(batch,) whether two eigenvalues of a set are closer than CONFLUENT_GAP relative to the spectrum.
 
     ``lam`` is (n, batch).  A spectrum of zeros counts as confluent (its covariants do not exist).
@@ -141,7 +141,7 @@ class LinearSolution:
         self._a = a
         self.matrix = a.transpose(2, 0, 1)  # (batch, n, n) view
         lam = np.ascontiguousarray(eigenvalues(self.matrix, compiled.blocks).T)  # (n, batch)
-        self.confluent = confluent(lam)
+        self.confluent = _confluent(lam)
         self.members = np.flatnonzero(self.confluent)
         self._spectral_abscissa = lam[:, self.members].real.max(axis=0) if len(self.members) else np.zeros(0)
         if len(self.members):  # distinct stand-in eigenvalues; the amplitudes of these sets are zeroed
