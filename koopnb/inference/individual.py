@@ -89,6 +89,7 @@ class IndividualProblem:
         self.error, self.error_values = residual_error(model.error_models[output])
         self.typical = np.array([[model.typical[name] for name in model.parameters]])  # (1, n_parameters)
         self.index = [model.parameters.index(name) for name in self.names]
+        self._all_random = self.index == list(range(len(model.parameters)))
 
     def log_prior(self, points: np.ndarray) -> np.ndarray:
         """Multivariate normal log-density of the log-parameters."""
@@ -97,8 +98,11 @@ class IndividualProblem:
 
     def log_likelihood(self, points: np.ndarray) -> np.ndarray:
         rows = np.zeros(len(points), dtype=int)
-        parameters = self.typical[rows]
-        parameters[:, self.index] = np.exp(points)
+        if self._all_random:
+            parameters = np.exp(points)
+        else:
+            parameters = self.typical[rows]
+            parameters[:, self.index] = np.exp(points)
         predicted = self.stack.predict(rows, parameters)
         stack = self.stack
         return log_likelihood(self.error, self.error_values, stack.values, stack.below, stack.used, predicted)

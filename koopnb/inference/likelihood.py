@@ -53,7 +53,10 @@ class _NormalError(ResidualError):
     def log_density(self, y, f, values):
         sd = self.sd(f, values)
         with np.errstate(divide="ignore", invalid="ignore"):
-            density = -0.5 * ((y - f) / sd) ** 2 - np.log(sd) - _LOG_SQRT_2PI
+            z = (y - f) / sd
+            density = -0.5 * z * z - (np.log(sd) + _LOG_SQRT_2PI)
+        if np.ndim(sd) == 0:  # additive error with a fixed standard deviation: one test, not one per entry
+            return density if sd > 0 else np.full_like(density, -np.inf)
         return np.where(sd > 0, density, -np.inf)
 
     def log_below(self, limit, f, values):

@@ -175,6 +175,7 @@ class ClosedForm:
 
     def __init__(self, responses: ImpulseResponses, stack: StackedSubjects):
         self.responses = responses
+        self.single = len(stack.subjects) == 1
         index = {state: i for i, state in enumerate(responses.dosed)}
         since = stack.times[:, :, None] - stack._start[:, None, :]  # (subjects, T, slots)
         given = since >= 0
@@ -204,16 +205,19 @@ class ClosedForm:
         usable = (np.abs(gaps) > CONFLUENT_GAP * np.abs(lam).max(axis=0)).all(axis=0)
         if checks.size:
             usable &= (checks[0::2] <= 0).all(axis=0) & (checks[1::2] >= 0).all(axis=0)
+        # One subject (an individual fit): its layout broadcasts over the rows instead of being copied.
+        layout, take = ("td", lambda a: a[0]) if self.single else ("btd", lambda a: a[rows])
+        rate = lam[:, :, None, None]
         if self.bolus.size:
-            modes = np.exp(lam[:, :, None, None] * self.bolus_elapsed[rows])
-            values = np.einsum("kdb,btd,kbtd->bt", coefficients[:, self.bolus], self.bolus_weight[rows], modes)
+            modes = np.exp(rate * take(self.bolus_elapsed))
+            values = np.einsum(f"kdb,{layout},kbtd->bt", coefficients[:, self.bolus], take(self.bolus_weight), modes)
         else:
             values = np.zeros((len(rows), self.bolus_elapsed.shape[1]))
         if self.responses.has_offset:
             values += offset[:, None]
         if self.infusion.size:
-            rate = lam[:, :, None, None]
-            running = self.infusion_running[rows]
-            modes = np.exp(rate * self.infusion_after[rows]) * running * phi1(rate * running)
-            values += np.einsum("kdb,btd,kbtd->bt", coefficients[:, self.infusion], self.infusion_weight[rows], modes)
+            running = take(self.infusion_running)
+            modes = np.exp(rate * take(self.infusion_after)) * running * phi1(rate * running)
+            values += np.einsum(f"kdb,{layout},kbtd->bt", coefficients[:, self.infusion],
+                                take(self.infusion_weight), modes)
         return values, usable
