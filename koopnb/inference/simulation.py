@@ -175,7 +175,6 @@ class ClosedForm:
 
     def __init__(self, responses: ImpulseResponses, stack: StackedSubjects):
         self.responses = responses
-        self.single = len(stack.subjects) == 1
         index = {state: i for i, state in enumerate(responses.dosed)}
         since = stack.times[:, :, None] - stack._start[:, None, :]  # (subjects, T, slots)
         given = since >= 0
@@ -189,6 +188,13 @@ class ClosedForm:
         self.infusion_running = np.clip(since[..., infusion], 0.0, duration)
         self.infusion_after = np.maximum(since[..., infusion] - duration, 0.0)
         self.infusion_weight = (stack._amount[:, None, :] * given)[..., infusion] / np.where(duration > 0, duration, 1)
+        self.times = stack.times.shape[1]
+        # One subject (an individual fit): its layout (T, doses) broadcasts over the rows, not copied.
+        self.single = len(stack.subjects) == 1
+        self.contraction = "kdb,td,kbtd->bt" if self.single else "kdb,btd,kbtd->bt"
+        if self.single:
+            for name in ("bolus_elapsed", "bolus_weight", "infusion_running", "infusion_after", "infusion_weight"):
+                setattr(self, name, getattr(self, name)[0])
 
     @classmethod
     def for_fit(cls, stack: StackedSubjects) -> ClosedForm | None:
@@ -205,19 +211,18 @@ class ClosedForm:
         usable = (np.abs(gaps) > CONFLUENT_GAP * np.abs(lam).max(axis=0)).all(axis=0)
         if checks.size:
             usable &= (checks[0::2] <= 0).all(axis=0) & (checks[1::2] >= 0).all(axis=0)
-        # One subject (an individual fit): its layout broadcasts over the rows instead of being copied.
-        layout, take = ("td", lambda a: a[0]) if self.single else ("btd", lambda a: a[rows])
         rate = lam[:, :, None, None]
         if self.bolus.size:
-            modes = np.exp(rate * take(self.bolus_elapsed))
-            values = np.einsum(f"kdb,{layout},kbtd->bt", coefficients[:, self.bolus], take(self.bolus_weight), modes)
+            elapsed, weight = (self.bolus_elapsed, self.bolus_weight) if self.single else \
+                (self.bolus_elapsed[rows], self.bolus_weight[rows])
+            values = np.einsum(self.contraction, coefficients[:, self.bolus], weight, np.exp(rate * elapsed))
         else:
-            values = np.zeros((len(rows), self.bolus_elapsed.shape[1]))
+            values = np.zeros((len(rows), self.times))
         if self.responses.has_offset:
             values += offset[:, None]
         if self.infusion.size:
-            running = take(self.infusion_running)
-            modes = np.exp(rate * take(self.infusion_after)) * running * phi1(rate * running)
-            values += np.einsum(f"kdb,{layout},kbtd->bt", coefficients[:, self.infusion],
-                                take(self.infusion_weight), modes)
+            running, after, weight = (self.infusion_running, self.infusion_after, self.infusion_weight) \
+                if self.single else (self.infusion_running[rows], self.infusion_after[rows], self.infusion_weight[rows])
+            modes = np.exp(rate * after) * running * phi1(rate * running)
+            values += np.einsum(self.contraction, coefficients[:, self.infusion], weight, modes)
         return values, usable
