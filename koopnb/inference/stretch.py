@@ -24,17 +24,15 @@ class VectorisedStretchMove(StretchMove):
         walkers, k = state.coords.shape
         if walkers < 2 * k and not self.live_dangerously:
             raise RuntimeError(f"the stretch move needs at least twice as many walkers as dimensions ({2 * k})")
-        coords, log_prob = state.coords.copy(), state.log_prob.copy()
+        # Like emcee's RedBlueMove, the state is updated in place (the backend keeps copies).
+        coords, log_prob = state.coords, state.log_prob
         accepted = np.zeros(walkers, dtype=bool)
         split = np.arange(walkers) % self.nsplits
         if self.randomize_split:
             model.random.shuffle(split)
-        # Walkers grouped by part, each group in index order as StretchMove takes them.
-        order = np.argsort(split, kind="stable")
-        bounds = np.searchsorted(split[order], np.arange(self.nsplits + 1))
-        for part in range(self.nsplits):
-            moving = order[bounds[part]:bounds[part + 1]]
-            others = np.concatenate([order[:bounds[part]], order[bounds[part + 1]:]])
+        parts = [np.flatnonzero(split == part) for part in range(self.nsplits)]  # each in index order
+        for part, moving in enumerate(parts):
+            others = parts[1 - part] if self.nsplits == 2 else np.concatenate(parts[:part] + parts[part + 1:])
             # The draws of StretchMove.get_proposal, then one uniform per moving walker for acceptance.
             stretch = ((self.a - 1.0) * model.random.rand(moving.size) + 1) ** 2.0 / self.a
             partners = coords[others[model.random.randint(others.size, size=moving.size)]]
@@ -48,4 +46,4 @@ class VectorisedStretchMove(StretchMove):
             chosen = moving[better]
             coords[chosen], log_prob[chosen] = proposal[better], new[better]
             accepted[chosen] = True
-        return State(coords, log_prob=log_prob, random_state=state.random_state), accepted
+        return state, accepted
