@@ -140,7 +140,7 @@ TIMES = np.array([0.0, 0.25, 1.0, 6.0, 12.0, 12.5, 20.0, 20.7, 21.5, 24.0, 30.0,
 def test_fit_predictions_match_model_simulate(text):
     model = kn.parse_model(text)
     stack = stack_for(model, REGIMEN, TIMES, "conc")
-    assert stack._closed_form is not None
+    assert stack.closed_form is not None
     rng = np.random.default_rng(5)
     typical = np.array([model.typical[name] for name in model.parameters])
     sets = typical * np.exp(0.5 * rng.standard_normal((40, typical.size)))
@@ -155,7 +155,7 @@ def test_equal_eigenvalues_and_complex_spectra_go_to_the_general_solver():
     # ka = CL/V exactly, and within the confluence gap, next to ordinary sets.
     sets = np.array([[2.8 / 31.5, 2.8, 31.5], [1.0000001 * 2.8 / 31.5, 2.8, 31.5], [1.5, 2.8, 31.5]])
     with np.errstate(divide="ignore", invalid="ignore"):
-        _, usable = stack._closed_form(np.zeros(3, dtype=int), list(sets.T))
+        _, usable = stack.closed_form(np.zeros(3, dtype=int), list(sets.T))
     assert usable.tolist() == [False, False, True]
     predicted = stack.predict(np.zeros(3, dtype=int), sets)
     reference = model.simulate(dict(zip(model.parameters, sets.T, strict=True)), REGIMEN, TIMES)["conc"]
@@ -167,7 +167,7 @@ def test_equal_eigenvalues_and_complex_spectra_go_to_the_general_solver():
     # Eigenvalues -3k/2 ± sqrt(k²/4 - w²): complex when w > k/2.
     sets = np.array([[0.3, 0.8], [0.5, 0.1], [0.2, 2.0]])
     with np.errstate(invalid="ignore"):
-        _, usable = stack._closed_form(np.zeros(3, dtype=int), list(sets.T))
+        _, usable = stack.closed_form(np.zeros(3, dtype=int), list(sets.T))
     assert usable.tolist() == [False, True, False]
     predicted = stack.predict(np.zeros(3, dtype=int), sets)
     reference = oscillating.simulate({"k": sets[:, 0], "w": sets[:, 1]}, regimen, TIMES)["y"]
@@ -181,7 +181,7 @@ def test_several_subjects_with_padding_and_covariates():
     subjects = [one_subject(model, (times, np.ones(len(times))), regimen, {"WT": wt}, None, "conc")
                 for times, regimen, wt in ((TIMES, REGIMEN, 55.0), (TIMES[:5], kn.Regimen([kn.Dose(100.0)]), 90.0))]
     stack = StackedSubjects(model, subjects, "conc")
-    assert stack._closed_form is not None
+    assert stack.closed_form is not None
     rows = np.array([0, 1, 1, 0])
     sets = np.array([[1.5, 2.8, 31.5], [0.7, 3.1, 40.0], [2.2, 1.9, 25.0], [1.1, 4.0, 33.0]])
     predicted = stack.predict(rows, sets)

@@ -13,7 +13,9 @@ import scipy.stats
 import koopnb as kn
 from koopnb.errors import DataError, FitError
 from koopnb.inference import ConvergenceWarning, Posterior, fit_individual
+from koopnb.inference.individual import IndividualProblem
 from koopnb.inference.likelihood import Additive, Combined, Exponential, Proportional, log_likelihood
+from koopnb.inference.subjects import one_subject
 
 matplotlib.use("Agg")
 
@@ -138,6 +140,28 @@ def test_map_matches_an_independent_scipy_optimisation(model, posterior):
     best = scipy.optimize.minimize(negative, np.log([1.5, 2.8, 31.5]), method="Nelder-Mead",
                                    options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 5000})
     np.testing.assert_allclose([posterior.map[n] for n in prior.names], np.exp(best.x), rtol=1e-3)
+
+
+@pytest.mark.parametrize("error_line, sd", [("conc ~ additive(0.7)", lambda f: 0.7 + 0 * f),
+                                             ("conc ~ combined(0.3, 0.1)", lambda f: np.sqrt(0.09 + 0.01 * f**2))])
+def test_log_posterior_matches_scipy_on_every_path(error_line, sd):
+    """The closed-form path, the general solver it hands sets to (ka = CL/V), and -inf where nothing exists."""
+    model = kn.parse_model(THEOPHYLLINE.replace("conc ~ additive(0.7)", error_line))
+    values = np.array([4.1, 6.9, 8.8, 8.1, 6.0, 1.9])
+    problem = IndividualProblem(model, one_subject(model, (TIMES, values), DOSE, None, None, "conc"), "conc")
+    prior = model.prior()
+    log_prior = scipy.stats.multivariate_normal(np.log(list(prior.median().values())), prior.covariance)
+    rng = np.random.default_rng(2)
+    points = np.log([1.5, 2.8, 31.5]) + 0.3 * rng.standard_normal((6, 3))
+    points[1, 0] = points[1, 1] - points[1, 2]  # ka = CL/V exactly: equal eigenvalues
+    points[2, 0] = points[2, 1] - points[2, 2] + 1e-6  # inside the confluence gap
+    expected = []
+    for point in points:
+        predicted = model.simulate(dict(zip(prior.names, np.exp(point), strict=True)), DOSE, TIMES)["conc"][0]
+        expected.append(log_prior.logpdf(point) + scipy.stats.norm.logpdf(values, predicted, sd(predicted)).sum())
+    np.testing.assert_allclose(problem(points), expected, rtol=1e-10)
+    impossible = np.array([[np.inf, 1.0, 3.4], [np.nan, 1.0, 3.4], [0.4, 1.0, -np.inf]])
+    assert np.all(problem(impossible) == -np.inf)
 
 
 @pytest.mark.filterwarnings("ignore::koopnb.inference.ConvergenceWarning")

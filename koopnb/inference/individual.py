@@ -90,25 +90,38 @@ class IndividualProblem:
         self.typical = np.array([[model.typical[name] for name in model.parameters]])  # (1, n_parameters)
         self.index = [model.parameters.index(name) for name in self.names]
         self._all_random = self.index == list(range(len(model.parameters)))
+        stack = self.stack
+        # The usual case (a closed-form model, every level measured, none below a limit) skips the
+        # general layers of prediction and likelihood: emcee calls this 4,000 times in a fit of
+        # 2,000 steps, and on 16 walkers the layers cost as much as the arithmetic.
+        self._closed_form = stack.closed_form if not stack.below.any() else None
 
     def log_prior(self, points: np.ndarray) -> np.ndarray:
-        """Multivariate normal log-density of the log-parameters."""
+        """Multivariate normal log-density of the log-parameters, (batch, k) → (batch,)."""
         standard = (points - self.location) @ self._whiten
         return -0.5 * np.einsum("ij,ij->i", standard, standard) + self._log_normaliser
 
     def log_likelihood(self, points: np.ndarray) -> np.ndarray:
+        """Log-likelihood of the patient's levels, (batch, k) → (batch,).
+
+        -inf or NaN where a prediction is not finite (the caller turns both into -inf).
+        """
         rows = np.zeros(len(points), dtype=int)
         if self._all_random:
             parameters = np.exp(points)
         else:
             parameters = self.typical[rows]
             parameters[:, self.index] = np.exp(points)
-        predicted = self.stack.predict(rows, parameters)
         stack = self.stack
+        if self._closed_form is not None:
+            predicted, usable = self._closed_form(rows, stack.arguments(rows, parameters))
+            if usable.all():
+                return self.error.log_density(stack.values, predicted, self.error_values).sum(axis=1)
+        predicted = stack.predict(rows, parameters)
         return log_likelihood(self.error, self.error_values, stack.values, stack.below, stack.used, predicted)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         points = np.atleast_2d(points)
-        with np.errstate(over="ignore"):
+        with np.errstate(all="ignore"):
             total = self.log_prior(points) + self.log_likelihood(points)
         return np.where(np.isfinite(total), total, -np.inf)

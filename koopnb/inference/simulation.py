@@ -62,7 +62,7 @@ class StackedSubjects:
                                "both must be finite and non-negative")
             self._start = self.slot_time + lag * self.slot_default
             self._amount = self.slot_amount * np.where(self.slot_default, bioavailability, 1.0)
-        self._closed_form = ClosedForm.for_fit(self) if self._constant_dosing and self._zero_initial else None
+        self.closed_form = ClosedForm.for_fit(self) if self._constant_dosing and self._zero_initial else None
 
     def _lay_out_doses(self) -> None:
         kinds = []
@@ -109,20 +109,25 @@ class StackedSubjects:
         """Predictions (batch, n_max) for subject indices ``rows`` (batch,) and ``parameters``
         (batch, n_parameters) in ``model.parameters`` order.  Rows the simulator cannot solve are NaN.
         """
-        args = list(parameters.T)
-        if self.covariates.shape[1]:
-            args += list(self.covariates[rows].T)
+        args = self.arguments(rows, parameters)
         try:
             with np.errstate(all="ignore"):
-                if self._closed_form is None:
+                if self.closed_form is None:
                     return self._solve(rows, args)
-                values, usable = self._closed_form(rows, args)
+                values, usable = self.closed_form(rows, args)
                 if not usable.all():  # near-equal eigenvalues and the like: the general solver
                     other = ~usable
                     values[other] = self._solve(rows[other], [a[other] for a in args])
                 return values
         except (SimulationError, np.linalg.LinAlgError, ValueError, FloatingPointError):
             return np.full((len(rows), self.times.shape[1]), np.nan)
+
+    def arguments(self, rows: np.ndarray, parameters: np.ndarray) -> list[np.ndarray]:
+        """The compiled functions' argument vector: one (batch,) array per parameter, then per covariate."""
+        args = list(parameters.T)
+        if self.covariates.shape[1]:
+            args += list(self.covariates[rows].T)
+        return args
 
     def _solve(self, rows: np.ndarray, args: list[np.ndarray]) -> np.ndarray:
         compiled, batch = self.compiled, len(rows)
