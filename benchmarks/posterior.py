@@ -114,6 +114,9 @@ def main() -> None:
           "log-post ms/call: one vectorised call (16 walkers individual, 8 walkers × 12 subjects population); "
           "simulator ms: the batched prediction inside it.")
     print()
+    for name, fast, _, _, _, target, _, _ in rows:
+        print(f"{'PASS' if fast <= target else 'FAIL'}  {name.split(',')[0]} fit ≤ {target:g} s: {fast:.2f} s")
+    print()
     print("emcee alone, 32 walkers × 2000 steps, log-density that costs nothing (median / fastest of 7 runs):")
     for name, move in (("emcee StretchMove", emcee.moves.StretchMove()),
                        ("koopnb VectorisedStretchMove", VectorisedStretchMove())):
