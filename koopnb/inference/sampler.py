@@ -6,8 +6,8 @@
    sets where the walkers start, so burn-in is short.
 3. emcee's affine-invariant ensemble sampler (Goodman & Weare, Comm. App. Math. Comp. Sci. 5:65, 2010;
    Foreman-Mackey et al., PASP 125:306, 2013) in vectorised mode: each call evaluates half the
-   ensemble at once, and the stretch move's acceptance step is vectorised too
-   (:class:`~koopnb.inference.stretch.VectorisedStretchMove`: the same chain as emcee's own).
+   ensemble at once; the stretch move's acceptance step is vectorised too and the sampler skips its
+   per-step random-state snapshots (koopnb/inference/ensemble.py: the same chain as emcee's own).
    Burn-in is discarded from the integrated autocorrelation time τ (Sokal's adaptive window,
    ``emcee.autocorr.integrated_time``); a chain shorter than 50 τ raises a
    :class:`ConvergenceWarning`, as the emcee documentation advises.
@@ -25,7 +25,7 @@ import scipy.optimize
 from tqdm.auto import tqdm
 
 from koopnb.errors import FitError
-from koopnb.inference.stretch import VectorisedStretchMove
+from koopnb.inference.ensemble import EnsembleSampler, VectorisedStretchMove
 
 LogDensity = Callable[[np.ndarray], np.ndarray]
 """A log-density evaluated for a batch of points (batch, k) → (batch,), -inf where impossible."""
@@ -134,7 +134,7 @@ def run_ensemble(log_density: LogDensity, initial: np.ndarray, steps: int, burn:
         raise FitError(f"steps must be at least 10, not {steps}")
     if burn is not None and not 0 <= burn < steps:
         raise FitError(f"burn must be between 0 and steps - 1 ({steps - 1}), not {burn}")
-    sampler = emcee.EnsembleSampler(walkers, k, log_density, vectorize=True, moves=VectorisedStretchMove())
+    sampler = EnsembleSampler(walkers, k, log_density, vectorize=True, moves=VectorisedStretchMove())
     sampler.random_state = random_state.get_state()
     with tqdm(total=steps, desc=label, disable=not progress, leave=False) as bar:
         for _ in sampler.sample(initial, iterations=steps):

@@ -1,11 +1,11 @@
-"""The vectorised stretch move is emcee's StretchMove: same random draws, same chain, right target."""
+"""koopnb's emcee pieces are emcee's: the same random draws, the same chain, the right target."""
 
 import emcee
 import numpy as np
 import pytest
 from scipy import stats
 
-from koopnb.inference.stretch import VectorisedStretchMove
+from koopnb.inference.ensemble import EnsembleSampler, VectorisedStretchMove
 
 COVARIANCE = np.array([[1.0, 0.6, 0.0], [0.6, 2.0, -0.3], [0.0, -0.3, 0.5]])
 PRECISION = np.linalg.inv(COVARIANCE)
@@ -15,9 +15,9 @@ def gaussian(points):
     return -0.5 * np.einsum("ij,jk,ik->i", points, PRECISION, points)
 
 
-def run(move, steps, seed=7, walkers=16, density=gaussian):
+def run(move, steps, seed=7, walkers=16, density=gaussian, sampler_class=emcee.EnsembleSampler):
     initial = 0.3 * np.random.default_rng(1).standard_normal((walkers, 3))
-    sampler = emcee.EnsembleSampler(walkers, 3, density, vectorize=True, moves=move)
+    sampler = sampler_class(walkers, 3, density, vectorize=True, moves=move)
     sampler.random_state = np.random.RandomState(seed).get_state()
     sampler.run_mcmc(initial, steps)
     return sampler
@@ -28,6 +28,16 @@ def test_same_chain_as_emcee_stretch_move_bit_for_bit():
     assert np.array_equal(ours.get_chain(), theirs.get_chain())
     assert np.array_equal(ours.get_log_prob(), theirs.get_log_prob())
     assert np.array_equal(ours.acceptance_fraction, theirs.acceptance_fraction)
+
+
+def test_sampler_without_random_state_snapshots_gives_the_same_chain():
+    ours = run(VectorisedStretchMove(), 300, sampler_class=EnsembleSampler)
+    theirs = run(emcee.moves.StretchMove(), 300)
+    assert np.array_equal(ours.get_chain(), theirs.get_chain())
+    assert ours.random_state is None
+    # Seeding still takes: another seed, another chain.
+    assert not np.array_equal(run(VectorisedStretchMove(), 300, seed=8, sampler_class=EnsembleSampler).get_chain(),
+                              ours.get_chain())
 
 
 def test_same_chain_with_a_different_scale_and_minus_infinity_regions():
@@ -42,7 +52,7 @@ def test_same_chain_with_a_different_scale_and_minus_infinity_regions():
 
 
 def test_samples_the_target_distribution():
-    sampler = run(VectorisedStretchMove(), 6000, walkers=32)
+    sampler = run(VectorisedStretchMove(), 6000, walkers=32, sampler_class=EnsembleSampler)
     draws = sampler.get_chain(discard=500, flat=True)
     tau = emcee.autocorr.integrated_time(sampler.get_chain(discard=500), tol=0).max()
     effective = draws.shape[0] / tau
