@@ -6,10 +6,11 @@ Run: ``python benchmarks/posterior.py``.  Prints a table:
 each with ``vectorize=True`` (one log-posterior call per half-ensemble) and with a naive loop that
 evaluates one walker per call (timed on fewer steps and extrapolated, labelled as such), and the
 per-call cost of the log-posterior for 16 walkers, split into the simulator and the rest.  The
-individual fit is timed 7 times (median and fastest), because wall times on a shared 2-core machine
-move by ±30 % from run to run.  A last table shows what emcee itself costs for the same run with a
-log-density that costs nothing: as it comes, with koopnb's vectorised stretch move, and with that
-move in koopnb's sampler (no per-step random-state snapshot), which is what the fits run.
+individual fit is timed 7 times (median and fastest), because this 2-core machine alternates between
+full and about half speed.  Next to each fit, emcee itself is timed on the same run with a
+log-density that costs nothing — as it comes, with koopnb's vectorised stretch move, and with that
+move in koopnb's sampler (no per-step random-state snapshot), which is what the fits run — so the
+fit can be read against what emcee alone costs at the same moment.
 """
 
 from __future__ import annotations
@@ -49,27 +50,24 @@ def timed(function, repeat: int = 1) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def spread(function, repeat: int) -> tuple[float, float]:
-    """(median, fastest) seconds over ``repeat`` runs: this machine's wall times move by ±30 % between runs."""
-    times = [timed(lambda i=i: function(i)) for i in range(repeat)]
-    return float(np.median(times)), min(times)
-
-
 def loop_sampler(problem, initial: np.ndarray, steps: int) -> float:
     """Seconds for emcee with one walker per log-posterior call (vectorize=False)."""
     sampler = emcee.EnsembleSampler(len(initial), initial.shape[1], lambda x: float(problem(x[None])[0]))
     return timed(lambda: sampler.run_mcmc(initial, steps))
 
 
-def emcee_alone(sampler_class, move, repeat: int) -> tuple[float, float]:
+BARE = (("emcee EnsembleSampler + StretchMove", emcee.EnsembleSampler, emcee.moves.StretchMove),
+        ("+ koopnb VectorisedStretchMove", emcee.EnsembleSampler, VectorisedStretchMove),
+        ("koopnb EnsembleSampler + VectorisedStretchMove (what fits use)", EnsembleSampler, VectorisedStretchMove))
+
+
+def bare_emcee(sampler_class, move_class, seed: int) -> float:
     """Seconds emcee itself takes for 32 walkers × 2,000 steps when the log-density costs nothing."""
     initial = np.random.default_rng(0).standard_normal((32, 3))
-
-    def run(seed):
-        sampler = sampler_class(32, 3, lambda x: -0.5 * np.einsum("ij,ij->i", x, x), vectorize=True, moves=move)
-        sampler.random_state = np.random.RandomState(seed).get_state()
-        sampler.run_mcmc(initial, 2000)
-    return spread(run, repeat)
+    sampler = sampler_class(32, 3, lambda x: -0.5 * np.einsum("ij,ij->i", x, x), vectorize=True,
+                            moves=move_class())
+    sampler.random_state = np.random.RandomState(seed).get_state()
+    return timed(lambda: sampler.run_mcmc(initial, 2000))
 
 
 def main() -> None:
@@ -79,8 +77,13 @@ def main() -> None:
     rows = []
     repeat = 7
 
-    individual, fastest = spread(lambda seed: fit_individual(model, (TIMES, values), regimen=DOSE, walkers=32,
-                                                             steps=2000, seed=seed, progress=False), repeat)
+    # Each fit is timed next to emcee's bare sampler, so that both see the machine at the same speed.
+    fits, bare = [], []
+    for seed in range(repeat):
+        fits.append(timed(lambda seed=seed: fit_individual(model, (TIMES, values), regimen=DOSE, walkers=32,
+                                                           steps=2000, seed=seed, progress=False)))
+        bare.append([bare_emcee(sampler_class, move_class, seed) for _, sampler_class, move_class in BARE])
+    individual, fastest, bare = float(np.median(fits)), min(fits), np.array(bare)
     problem = IndividualProblem(model, one_subject(model, (TIMES, values), DOSE, None, None, "conc"), "conc")
     mode, _ = find_mode(problem, problem.location[None])
     walkers = mode + 0.05 * np.random.default_rng(0).standard_normal((32, 3))
@@ -117,14 +120,12 @@ def main() -> None:
     for name, fast, _, _, _, target, _, _ in rows:
         print(f"{'PASS' if fast <= target else 'FAIL'}  {name.split(',')[0]} fit ≤ {target:g} s: {fast:.2f} s")
     print()
-    print("emcee alone, 32 walkers × 2000 steps, log-density that costs nothing (median / fastest of 7 runs):")
-    for name, sampler_class, move in (
-            ("emcee EnsembleSampler + StretchMove", emcee.EnsembleSampler, emcee.moves.StretchMove()),
-            ("+ koopnb VectorisedStretchMove", emcee.EnsembleSampler, VectorisedStretchMove()),
-            ("koopnb EnsembleSampler + VectorisedStretchMove (what fits use)", EnsembleSampler,
-             VectorisedStretchMove())):
-        median, best = emcee_alone(sampler_class, move, repeat)
-        print(f"  {name:<64} {median:6.2f} s  {best:6.2f} s")
+    print(f"emcee alone, 32 walkers × 2000 steps, log-density that costs nothing, each run next to one of the "
+          f"{repeat} fits (median / fastest):")
+    for (name, _, _), times in zip(BARE, bare.T, strict=True):
+        print(f"  {name:<64} {np.median(times):6.2f} s  {times.min():6.2f} s")
+    print(f"  fit / bare emcee (EnsembleSampler + StretchMove), median over the pairs: "
+          f"{np.median(np.array(fits) / bare[:, 0]):.2f}")
 
 
 if __name__ == "__main__":
