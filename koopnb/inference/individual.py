@@ -113,12 +113,14 @@ class IndividualProblem:
             parameters = self.typical[rows]
             parameters[:, self.index] = np.exp(points)
         stack = self.stack
-        if self._closed_form is not None:
-            predicted, usable = self._closed_form(rows, stack.arguments(rows, parameters))
-            if usable.all():
-                return self.error.log_density(stack.values, predicted, self.error_values).sum(axis=1)
-        predicted = stack.predict(rows, parameters)
-        return log_likelihood(self.error, self.error_values, stack.values, stack.below, stack.used, predicted)
+        if self._closed_form is None:
+            predicted = stack.predict(rows, parameters)
+            return log_likelihood(self.error, self.error_values, stack.values, stack.below, stack.used, predicted)
+        predicted, usable = self._closed_form(rows, stack.arguments(rows, parameters))
+        if not usable.all():  # near-equal eigenvalues and the like: the general solver, for those sets only
+            other = ~usable
+            predicted[other] = stack.predict(rows[other], parameters[other])
+        return self.error.log_density(stack.values, predicted, self.error_values).sum(axis=1)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         points = np.atleast_2d(points)
