@@ -83,23 +83,23 @@ def impulse_responses(compiled: CompiledModel, output: str, dosed: Sequence[int]
     c = sp.Matrix(1, n, lambda _, j: sp.diff(g, states[j]))
     offset = g.xreplace(dict.fromkeys(states, 0))
 
-    placeholders = sp.symbols(f"lambda0:{n}")
+    eigen_symbols = sp.symbols(f"lambda0:{n}")
     closed: dict[sp.Symbol, sp.Expr] = {}
     checks: list[sp.Expr] = []
     for block in compiled.blocks:
         if len(block) == 1:
-            closed[placeholders[block[0]]] = a[block[0], block[0]]
+            closed[eigen_symbols[block[0]]] = a[block[0], block[0]]
         else:
             i, j = block
             half_trace = (a[i, i] + a[j, j]) / 2
             discriminant = ((a[i, i] - a[j, j]) / 2) ** 2 + a[i, j] * a[j, i]
             # The root of larger magnitude directly (trace ≤ 0), the other from the determinant.
             big = half_trace - sp.sqrt(discriminant)
-            closed[placeholders[i]] = big
-            closed[placeholders[j]] = (a[i, i] * a[j, j] - a[i, j] * a[j, i]) / big
+            closed[eigen_symbols[i]] = big
+            closed[eigen_symbols[j]] = (a[i, i] * a[j, j] - a[i, j] * a[j, i]) / big
             checks += [half_trace, discriminant]
 
-    lams = [closed[p] for p in placeholders]
+    lams = [closed[p] for p in eigen_symbols]
     if any(sp.expand(lams[i] - lams[j]) == 0 for i in range(n) for j in range(i + 1, n)):
         return None  # always confluent (a chain of equal transit rates): the general solver's case
     coefficients = []
@@ -110,8 +110,8 @@ def impulse_responses(compiled: CompiledModel, output: str, dosed: Sequence[int]
             denominator = sp.Integer(1)
             for j in range(n):
                 if j != k:
-                    vector = (a - placeholders[j] * sp.eye(n)) * vector
-                    denominator *= placeholders[k] - placeholders[j]
+                    vector = (a - eigen_symbols[j] * sp.eye(n)) * vector
+                    denominator *= eigen_symbols[k] - eigen_symbols[j]
             coefficients.append((c * vector)[0] / denominator)
     gaps = [lams[i] - lams[j] for i in range(n) for j in range(i + 1, n)]
     expressions = lams + gaps + checks + [e.xreplace(closed) for e in coefficients] + ([offset] if offset != 0 else [])
