@@ -342,6 +342,12 @@ class Window:
             raise MetricError(f"a window needs a metric such as AUC(0, 24), not {self.metric!r}")
         if self.low is None and self.high is None:
             raise MetricError("a window needs at least one bound (low, high or both)")
+        for side in ("low", "high"):
+            bound = getattr(self, side)
+            if bound is not None and not (isinstance(bound, (int, float, np.integer, np.floating))
+                                          and not isinstance(bound, bool) and np.isfinite(bound)):
+                raise MetricError(f"the window's {side} bound must be a finite number or None (no bound on that "
+                                  f"side), not {bound!r}")
         if self.low is not None and self.high is not None and not self.low < self.high:
             raise MetricError(f"the window's low bound {self.low:g} must be below its high bound {self.high:g}")
 

@@ -222,6 +222,11 @@ def test_window_indicator_is_low_inclusive_high_exclusive():
     ((kn.AUC(0, 24), None, None), "at least one bound"),
     ((kn.AUC(0, 24), 600, 400), "below its high bound"),
     (("auc(0, 24)", 1, 2), "needs a metric"),
+    ((kn.AUC(0, 24), None, float("nan")), "high bound must be a finite number or None"),
+    ((kn.AUC(0, 24), float("nan"), None), "low bound must be a finite number or None"),
+    ((kn.AUC(0, 24), float("nan"), 600), "low bound must be a finite number"),
+    ((kn.AUC(0, 24), 400, float("inf")), "high bound must be a finite number"),
+    ((kn.AUC(0, 24), "400", 600), "low bound must be a finite number"),
 ])
 def test_bad_windows(args, message):
     with pytest.raises(MetricError, match=message):
