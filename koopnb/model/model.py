@@ -152,6 +152,10 @@ class Model:
         trajectory = self.solve(params, regimen, covariates, horizon=float(times.max()), times=times, **options)
         return trajectory.outputs(times)
 
+    def __reduce__(self):
+        # The generated functions do not pickle; the spec does, and rebuilds them (dask ships models this way).
+        return Model, (self.spec,)
+
     # -- display -------------------------------------------------------------------------------
     def __repr__(self) -> str:
         kind = "linear" if self.is_linear else "nonlinear"
