@@ -189,7 +189,6 @@ def _table(**changes):
 
 @pytest.mark.parametrize(("data", "kind", "message"), [
     (_table(EVID=[1, 2, 2, 2]), FitError, "has no observations"),
-    (_table(DV=[np.nan, 6.0, -1.0, 3.0]), DataError, "is negative"),
     (_table(TIME=[1.0, 2.0, 4.0, 12.0], EVID=[0, 1, 0, 0], AMT=[0, 320.0, 0, 0], DV=[1.0, np.nan, 7, 3]), DataError,
      "before the first dose"),
 ])
@@ -198,6 +197,26 @@ def test_bad_tables_raise_one_sentence(model, data, kind, message):
     with pytest.raises(kind, match=message) as caught:
         fit_individual(model, data, steps=50, progress=False)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("error", ["additive(0.7)", "combined(0.5, 0.1)"])
+def test_a_negative_observation_is_used_where_the_error_model_explains_it(error):
+    """Issue 14, defect 10: NONMEM and nlmixr2 accept a negative level under an additive error."""
+    model = kn.parse_model(THEOPHYLLINE.replace("additive(0.7)", error))
+    values = np.array([1.0, 3.0, 6.0, 5.0, 3.0, -0.4])
+    problem = IndividualProblem(model, one_subject(model, (TIMES, values), DOSE, None, None, "conc"), "conc")
+    predicted = model.simulate({"ka": 1.2, "CL": 3.3, "V": 28.0}, DOSE, TIMES)["conc"][0]
+    a, b = model.error_models["conc"].additive, model.error_models["conc"].proportional
+    expected = scipy.stats.norm.logpdf(values, predicted, np.sqrt(a**2 + (b * predicted) ** 2)).sum()
+    np.testing.assert_allclose(problem.log_likelihood(np.log([[1.2, 3.3, 28.0]])), [expected], rtol=1e-10)
+
+
+@pytest.mark.parametrize("error", ["proportional(0.2)", "exponential(0.2)"])
+def test_a_negative_observation_is_refused_where_the_likelihood_is_undefined(error):
+    model = kn.parse_model(THEOPHYLLINE.replace("additive(0.7)", error))
+    with pytest.raises(DataError, match=rf"subject 1: observation 2 \(at 4 h\) is negative .* {error[:8]}") as caught:
+        fit_individual(model, _table(DV=[np.nan, 6.0, -1.0, 3.0]), steps=50, progress=False)
+    assert caught.value.column == "DV" and "\n" not in str(caught.value)
 
 
 def test_bad_arrays_and_covariates_raise_one_sentence(model):

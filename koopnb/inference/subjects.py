@@ -70,7 +70,7 @@ def all_subjects(model, data, covariates: Mapping | None, output: str) -> list[S
 def _from_table(model, table: pd.DataFrame, subject: Any, covariates: Mapping | None, output: str) -> Subject:
     times, values, below = subject_observations(table, subject)
     regimen = subject_regimen(table, subject)
-    chosen = _covariates(model, subject_covariates(table, subject), covariates, f"subject {subject!r}")
+    chosen = _covariates(model, subject_covariates(table, subject), covariates, f"subject {plain(subject)}")
     return Subject(subject, regimen, times, values, below, chosen)
 
 
@@ -115,7 +115,7 @@ def _unknown_covariate(name: str, model) -> str:
 
 def _checked(model, subject: Subject, output: str) -> Subject:
     """Reject data no likelihood can use, naming the subject and the problem in one sentence."""
-    who = f"subject {subject.id!r}" if subject.id is not None else "the patient"
+    who = f"subject {plain(subject.id)}" if subject.id is not None else "the patient"
     times, values = subject.times, subject.values
     if times.size == 0:
         raise FitError(f"{who} has no observations (rows with EVID 0 and MDV 0), so there is nothing to fit")
@@ -126,11 +126,14 @@ def _checked(model, subject: Subject, output: str) -> Subject:
     if np.any(times < 0):
         first = np.flatnonzero(times < 0)[0]
         raise DataError(f"{who}: observation time {times[first]:g} h is negative", column="TIME")
-    if np.any(values < 0):
-        first = np.flatnonzero(values < 0)[0]
-        raise DataError(f"{who}: observation at {times[first]:g} h is negative (DV {values[first]:g}); "
-                        "a concentration cannot be below zero", column="DV")
     error = model.error_models.get(output)
+    # A negative level is what an assay reports near zero and what simulation-based calibration draws; an
+    # additive or combined error explains it.  Only where the likelihood of y < 0 is undefined is it refused.
+    if error is not None and error.kind in _POSITIVE_ONLY and np.any(values < 0):
+        first = int(np.flatnonzero(values < 0)[0])
+        raise DataError(f"{who}: observation {first + 1} (at {times[first]:g} h) is negative (DV "
+                        f"{values[first]:g}), which the {error.kind} error model of {output!r} cannot explain; "
+                        "use an additive or combined error model, or correct the value", column="DV")
     if error is not None and error.kind == "exponential" and np.any(values == 0):
         first = np.flatnonzero(values == 0)[0]
         raise DataError(f"{who}: observation at {times[first]:g} h is 0, which an exponential error model cannot "
@@ -143,6 +146,15 @@ def _checked(model, subject: Subject, output: str) -> Subject:
             raise DataError(f"{who}: observation at {times[early[0]]:g} h is before the first dose "
                             f"(at {first_dose:g} h)", column="TIME")
     return subject
+
+
+_POSITIVE_ONLY = ("proportional", "exponential")
+"""Residual error models whose likelihood is undefined for a negative observation."""
+
+
+def plain(value: Any) -> str:
+    """A subject ID as a user wrote it: 12, not np.int64(12); text quoted."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _list(ids) -> str:
