@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from koopnb.errors import RegimenError
-from koopnb.regimen import Dose, Regimen
+from koopnb.regimen import MAX_DOSES, Dose, Regimen
 
 # --- Dose ------------------------------------------------------------------------------------------
 
@@ -241,7 +243,7 @@ def test_parse_stores_the_amount_unit_without_converting(text, unit):
         ("320 mg into at 2 h", 12, "'into' needs a state name"),
         ("320 mg po iv", 11, "'iv' repeats 'po' given at character 8"),
         ("320 mg q12h x2 q6h", 16, "'q' repeats 'q' given at character 8"),
-        ("320 mg po daily", 11, "'daily' is not understood (expected po, iv, into, over, q, x or at)"),
+        ("320 mg po daily", 11, "'daily' is not understood (expected po, iv, into, over, q, x, at or ss)"),
         ("320 mg po 5", 11, "'5' is not understood here"),
         ("-320 mg", 1, "unexpected character '-'"),
         ("320 mg, po", 7, "unexpected character ','"),
@@ -332,3 +334,101 @@ def test_any_regimen_of_repeated_series_round_trips_through_text(series, unit):
     for amount, start, cmt, duration, count, every in series:
         regimen = regimen + Regimen.repeat(amount, every, count, start, cmt, duration, unit)
     assert Regimen.parse(str(regimen)) == regimen
+
+
+# --- steady state, resets and limits (issue 12, issue 14 defect 8) -----------------------------------
+
+
+def test_steady_state_dose_stores_an_int_and_needs_its_interval():
+    dose = Dose(1000, cmt="central", duration=1, steady_state=True, interval=12)
+    assert (dose.steady_state, dose.interval) == (1, 12.0) and type(dose.steady_state) is int
+    assert Dose(5, steady_state=2, interval=np.float64(8)).steady_state == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steady_state": 1}, "needs its dosing interval"),
+        ({"steady_state": 3, "interval": 12}, "must be 0 (none), 1 (SS=1) or 2 (SS=2)"),
+        ({"steady_state": 1, "interval": 0}, "must be > 0 h"),
+        ({"steady_state": 1, "interval": -2}, "interval must be a finite number >= 0"),
+        ({"interval": 12}, "only used by a steady-state dose"),
+        ({"steady_state": 1, "interval": 12, "duration": 13}, "would overlap itself"),
+    ],
+)
+def test_bad_steady_state_doses_are_refused_in_one_sentence(kwargs, message):
+    with pytest.raises(RegimenError, match=re.escape(message)) as caught:
+        Dose(100, **kwargs)
+    assert str(caught.value).count(". ") == 0
+
+
+def test_modelled_duration_is_none_and_round_trips_as_over_model():
+    regimen = Regimen([Dose(100, cmt="central", duration=None)])
+    assert math.isnan(regimen.doses[0].rate) and regimen.end == 0.0
+    assert str(regimen) == "100 iv over model"
+    assert Regimen.parse(str(regimen)) == regimen
+
+
+def test_parse_ss_makes_the_first_dose_of_the_series_a_steady_state_dose():
+    (dose,) = Regimen.parse("1000 mg iv over 1 h q12h ss").doses
+    assert dose == Dose(1000, 0.0, "central", 1.0, steady_state=1, interval=12.0)
+    doses = Regimen.parse("500 mg po q8h x3 at 2 h ss2").doses
+    assert [(d.time, d.steady_state, d.interval) for d in doses] == [(2.0, 2, 8.0), (10.0, 0, None), (18.0, 0, None)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1000 mg iv over 1 h q12h ss",
+        "1000 mg iv over 1 h q12h x6 ss",
+        "500 mg po q8h x3 at 2 h ss2",
+        "250 mg po q12h x5 ss",
+        "250 mg po q12h ss; 250 mg po q12h x4 at 24 h",
+        "100 mg po q24h x2; reset at 48 h; 100 mg po q12h x3 at 48 h ss",
+        "reset at 0 h; 20 mg into depot at 5 h",
+    ],
+)
+def test_steady_state_and_resets_round_trip_through_text(text):
+    regimen = Regimen.parse(text)
+    assert str(regimen) == text
+    assert Regimen.parse(str(regimen)) == regimen
+
+
+def test_plain_doses_that_continue_a_steady_state_series_are_written_as_one_series():
+    regimen = Regimen.parse("250 mg po q12h ss; 250 mg po q12h x4 at 12 h")
+    assert str(regimen) == "250 mg po q12h x5 ss"
+
+
+def test_resets_are_sorted_kept_by_scaling_shifting_and_adding():
+    regimen = Regimen([Dose(100, 0.0), Dose(100, 24.0, steady_state=1, interval=12)], "mg", resets=[48, 12, 48])
+    assert regimen.resets == (12.0, 48.0)
+    assert regimen.scaled(2).resets == (12.0, 48.0) and regimen.scaled(2).doses[1].steady_state == 1
+    assert regimen.shifted(1).resets == (13.0, 49.0) and regimen.shifted(1).doses[1].interval == 12.0
+    assert (regimen + Regimen(resets=[5])).resets == (5.0, 12.0, 48.0)
+    assert regimen != Regimen(regimen.doses, "mg")
+    with pytest.raises(RegimenError, match="reset time"):
+        Regimen(resets=[-1])
+    with pytest.raises(RegimenError, match="sequence of times"):
+        Regimen(resets=12)
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "message"),
+    [
+        ("100 mg q12h ss2 ss", 17, "'ss' repeats 'ss2' given at character 13"),
+        ("100 mg ss", 8, "'ss' needs the dosing interval"),
+        ("reset 4 h", 1, "'reset' needs its time"),
+    ],
+)
+def test_steady_state_parse_errors_name_their_character(text, position, message):
+    with pytest.raises(RegimenError, match=re.escape(f"at character {position}: {message}")):
+        Regimen.parse(text)
+
+
+def test_resource_cap_refuses_ten_million_doses_before_building_them_stating_the_limit():
+    with pytest.raises(RegimenError, match=r"10000000 doses is more than the 100,000 one regimen may hold"):
+        Regimen.parse("100 mg q12h x10000000")
+    with pytest.raises(RegimenError, match="100,000"):
+        Regimen.repeat(1, every=1, count=MAX_DOSES + 1)
+    with pytest.raises(RegimenError, match="at most 100,000 doses"):
+        Regimen(Dose(1, float(t)) for t in itertools.count())  # an endless generator is refused, not exhausted

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from koopnb.errors import RegimenError
+from koopnb.errors import RegimenError, SimulationError
 from koopnb.model.codegen import CompiledModel
 
 
@@ -68,6 +68,8 @@ def resolve_doses(compiled: CompiledModel, default: str | None, regimen, args: l
                   batch: int) -> DoseEvents:
     """Turn a Regimen into DoseEvents for a batch; bioavailability and lag apply to the default compartment."""
     doses = list(regimen.doses) if regimen is not None else []
+    if any(d.steady_state or d.duration is None for d in doses) or (regimen is not None and regimen.resets):
+        raise SimulationError("steady-state doses, modelled durations and resets are not simulated yet")
     n = len(doses)
     bioavailability = np.broadcast_to(compiled.bioavailability(*args)[0], (batch,))
     lag = np.broadcast_to(compiled.lag(*args)[0], (batch,))
