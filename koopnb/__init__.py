@@ -48,6 +48,13 @@ def dashboard(model, dist, regimen, metric, window=None, covariates=None):
     return build(model, dist, regimen, metric, window, covariates)
 
 
+def report(posterior, regimen, target, **options):
+    """A one-page dosing report (HTML and PDF) for one patient; see :func:`koopnb.reporting.report`."""
+    from koopnb.reporting import report as build
+
+    return build(posterior, regimen, target, **options)
+
+
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     """Where JupyterLab finds the prebuilt extension (for ``jupyter labextension develop``)."""
     return [{"src": "labextension", "dest": "koopnb"}]
@@ -94,4 +101,5 @@ __all__ = [
     "optimize_regimen",
     "parse_model",
     "probability",
+    "report",
 ]
