@@ -1,0 +1,48 @@
+"""The pieces every many-patient job shares: candidate regimens and the target window(s)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from koopnb.errors import KoopnbError
+from koopnb.metrics import Window
+from koopnb.regimen import Regimen
+
+OK, WARNING, FAILED = "ok", "warning", "failed"
+"""A row's status: computed cleanly; computed, with warnings in ``message``; not computed (``message`` says why)."""
+
+
+def candidate_regimens(regimens) -> dict[str, Regimen]:
+    """Candidate regimens by label: a mapping label -> Regimen or regimen text, or a list of them (labelled by
+    their text).  Text is read with :meth:`Regimen.parse`, e.g. ``"1000 mg iv over 1 h q12h x14"``."""
+    if isinstance(regimens, (str, Regimen)):
+        regimens = [regimens]
+    if isinstance(regimens, Mapping):
+        labelled = {str(label): regimen for label, regimen in regimens.items()}
+    else:
+        labelled = {str(regimen): regimen for regimen in regimens or ()}
+    if not labelled:
+        raise KoopnbError("give at least one candidate regimen in regimens=")
+    chosen = {}
+    for label, regimen in labelled.items():
+        if isinstance(regimen, str):
+            regimen = Regimen.parse(regimen)
+        if not isinstance(regimen, Regimen) or not regimen.doses:
+            raise KoopnbError(f"candidate regimen {label!r} must be a Regimen with doses or regimen text")
+        chosen[label] = regimen
+    return chosen
+
+
+def checked_target(target) -> Window | list[Window]:
+    """The target as a Window or a list of Windows that must all hold (a probability of target attainment)."""
+    windows = target if isinstance(target, (list, tuple)) else [target]
+    if not windows or not all(isinstance(w, Window) for w in windows):
+        raise KoopnbError("the target must be a Window or a list of Windows (all must hold), e.g. "
+                          "kn.Window(kn.AUC(120, 144), 400, 600)")
+    return list(windows) if isinstance(target, (list, tuple)) else target
+
+
+def target_horizon(target) -> float:
+    """The last time (h) any window of the target looks at."""
+    windows = target if isinstance(target, list) else [target]
+    return max(w.metric.horizon() for w in windows)
