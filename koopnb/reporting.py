@@ -10,7 +10,6 @@ numerical core: it may import matplotlib.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
 import io
@@ -166,7 +165,8 @@ expectations over the posterior; each carries a numerical error estimate.</p></f
         if suffix not in (".html", ".htm", ".pdf"):
             raise KoopnbError(f"a report is saved as .html or .pdf, not {path.name!r}")
         if not path.parent.is_dir():
-            raise KoopnbError(f"cannot save the report to {str(path)!r}: the folder {str(path.parent)!r} does not exist")
+            raise KoopnbError(f"cannot save the report to {str(path)!r}: "
+                              f"the folder {str(path.parent)!r} does not exist")
         content = self.pdf() if suffix == ".pdf" else self.html.encode("utf-8")
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         try:

@@ -41,7 +41,7 @@ WINDOW = kn.Window(kn.AUC(0, 24), 80, 120)
 
 @pytest.fixture(scope="module")
 def dosing(patient):
-    model, regimen, posterior = patient
+    _, regimen, posterior = patient
     return kn.report(posterior, regimen, WINDOW, bounds=(50, 1000), step=25, citation="Boeckmann, Sheiner and "
                      "Beal (1994), NONMEM Users Guide Part V", concentration_unit="mg/L")
 
@@ -64,7 +64,7 @@ def test_report_numbers_are_the_engines_within_their_error_estimates(patient, do
 
 
 def test_a_worse_proposal_is_not_recommended_and_the_page_says_so(patient):
-    model, regimen, posterior = patient
+    _, regimen, posterior = patient
     page = kn.report(posterior, regimen, WINDOW, recommended=kn.Regimen.parse("50 mg po"))
     assert page.recommended is None
     assert page.note.startswith("Keep the current regimen")
@@ -94,5 +94,5 @@ def test_pdf_is_one_page_with_its_text_and_a_picture(dosing, tmp_path):
 def test_save_refuses_a_missing_folder_and_an_unknown_suffix(dosing, tmp_path):
     with pytest.raises(kn.KoopnbError, match="does not exist"):
         dosing.save(tmp_path / "missing" / "report.pdf")
-    with pytest.raises(kn.KoopnbError, match="as .html or .pdf"):
+    with pytest.raises(kn.KoopnbError, match=r"as \.html or \.pdf"):
         dosing.save(tmp_path / "report.docx")
