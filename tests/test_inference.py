@@ -283,7 +283,7 @@ def test_a_failed_save_leaves_the_old_file(tmp_path, posterior, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez_compressed", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(FitError, match=r"cannot save to .*: disk full"):
         posterior.save(path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["patient.npz"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from koopnb.distributions import Empirical, MvLogNormal
-from koopnb.errors import FitError
+from koopnb.errors import FitError, KoopnbError
 from koopnb.inference import storage
 from koopnb.inference.subjects import Subject
 from koopnb.model.model import Model
@@ -93,12 +93,17 @@ class Posterior(_Displayed):
         storage.write(path, arrays, {"kind": "individual", **header})
 
     @classmethod
-    def load(cls, path) -> Posterior:
-        """Read a posterior written by :meth:`save`."""
-        arrays, header = storage.read(path)
-        if header["kind"] != "individual":
-            raise FitError(f"{path!r} holds a population posterior; read it with PopulationPosterior.load")
-        return cls._from_payload(arrays, header, "", _model_from(header))
+    def load(cls, path, max_bytes: int = storage.MAX_BYTES) -> Posterior:
+        """Read a posterior written by :meth:`save`, every part checked (a FitError names what is wrong);
+        a file whose arrays would need more than ``max_bytes`` of memory is refused before reading them."""
+        arrays, header = storage.read(path, max_bytes)
+        if header.get("kind") != "individual":
+            raise FitError(f"{path!r} holds a population posterior; read it with PopulationPosterior.load"
+                           if header.get("kind") == "population" else f"{path!r} holds no kind of posterior")
+        storage.check_individual(arrays, header, str(path))
+        model = _model_from(header, str(path), individual=True)
+        with storage.naming(path):
+            return cls._from_payload(arrays, header, "", model)
 
     def _payload(self, prefix: str) -> tuple[dict[str, np.ndarray], dict]:
         subject = self.subject
@@ -140,12 +145,13 @@ class PopulationPosterior(_Displayed):
     with IIV only), ``OUTPUT.additive`` / ``.proportional`` / ``.sigma`` for the residual error.
     ``typical``, ``omega`` (covariance of the log-parameters in ``model.parameters`` order, like
     ``Model.omega``) and ``sigma`` are posterior medians; ``individuals`` maps each subject ID to a
-    :class:`Posterior` of that subject's parameters; ``shrinkage`` is the η-shrinkage (SD) at the mode.
+    :class:`Posterior` of that subject's parameters; ``shrinkage`` is the η-shrinkage (SD) at the mode;
+    ``ofv`` is NONMEM's FOCE-I objective (−2 log L without the n·log 2π constant) at the mode.
     """
 
     def __init__(self, names, draws: np.ndarray, log_density: np.ndarray, map: dict[str, float],
                  diagnostics: dict[str, Any], model: Model, output: str, individuals: dict[Any, Posterior],
-                 shrinkage: dict[str, float]):
+                 shrinkage: dict[str, float], ofv: float = float("nan")):
         self.names = tuple(names)
         self.draws = np.asarray(draws, dtype=float)
         self.log_density = np.asarray(log_density, dtype=float)
@@ -155,6 +161,7 @@ class PopulationPosterior(_Displayed):
         self.output = output
         self.individuals = individuals
         self.shrinkage = dict(shrinkage)
+        self.ofv = float(ofv)
 
     samples = Posterior.samples
     to_arviz = Posterior.to_arviz
@@ -177,6 +184,20 @@ class PopulationPosterior(_Displayed):
         """Posterior median of each residual error parameter, e.g. ``{"conc.additive": 0.69}``."""
         prefix = f"{self.output}."
         return {name: float(np.median(values)) for name, values in self.samples.items() if name.startswith(prefix)}
+
+    @property
+    def standard_errors(self) -> dict[str, float]:
+        """Posterior standard deviation of each population quantity (the Bayesian counterpart of a standard
+        error; a FOCE-I fit reports the sandwich standard errors instead)."""
+        return {name: float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
+                for name, values in self.samples.items()}
+
+    def table(self) -> pd.DataFrame:
+        """One row per observation: ID, TIME, DV, PRED, IPRED, RES, IWRES, CWRES, BLQ and each subject's η
+        (koopnb.inference.diagnostics; an emcee fit is evaluated at its posterior medians)."""
+        from koopnb.inference.diagnostics import residuals
+
+        return residuals(self)
 
     def summary(self) -> pd.DataFrame:
         """One row per population quantity: MAP, median, 90 % interval, posterior CV%, η-shrinkage %."""
@@ -223,16 +244,20 @@ class PopulationPosterior(_Displayed):
         storage.write(path, arrays, header)
 
     @classmethod
-    def load(cls, path) -> PopulationPosterior:
-        """Read a population posterior written by :meth:`save`."""
-        arrays, header = storage.read(path)
-        if header["kind"] != "population":
-            raise FitError(f"{path!r} holds an individual posterior; read it with Posterior.load")
-        model = _model_from(header)
+    def load(cls, path, max_bytes: int = storage.MAX_BYTES) -> PopulationPosterior:
+        """Read a population posterior written by :meth:`save`, every part checked (a FitError names what is
+        wrong); a file whose arrays would need more than ``max_bytes`` of memory is refused before reading."""
+        arrays, header = storage.read(path, max_bytes)
+        if header.get("kind") != "population":
+            raise FitError(f"{path!r} holds an individual posterior; read it with Posterior.load"
+                           if header.get("kind") == "individual" else f"{path!r} holds no kind of posterior")
+        storage.check_population(arrays, header, str(path))
+        model = _model_from(header, str(path), individual=False)
         individuals = {}
-        for i, part in enumerate(header["individuals"]):
-            posterior = Posterior._from_payload(arrays, part, f"subject{i}_", model)
-            individuals[posterior.subject.id] = posterior
+        with storage.naming(path):
+            for i, part in enumerate(header["individuals"]):
+                posterior = Posterior._from_payload(arrays, part, f"subject{i}_", model)
+                individuals[posterior.subject.id] = posterior
         return cls(header["names"], arrays["draws"], arrays["log_density"], header["map"], header["diagnostics"],
                    model, header["output"], individuals, header["shrinkage"])
 
@@ -285,15 +310,23 @@ def _model_header(model: Model) -> dict:
             "errors": {name: [e.kind, e.additive, e.proportional, e.sigma] for name, e in model.error_models.items()}}
 
 
-def _model_from(header: dict) -> Model:
+def _model_from(header: dict, path: str, individual: bool) -> Model:
+    """The model stored in a checked posterior file, parsed by koopnb's own parser (never evaluated)."""
     from koopnb.model import parse_model
 
-    model = parse_model(header["model_text"], name=header["model_name"])
+    storage.check_model_header(header, path)
+    try:
+        model = parse_model(header["model_text"], name=header["model_name"])
+    except KoopnbError as error:
+        raise FitError(f"{path!r} is not a valid koopnb posterior file: its model text does not parse ({error})"
+                       ) from None
+    storage.check_names_in_model(header, model.parameters, model.error_models, path, individual)
     typical = {name: value[0] for name, value in header["parameters"].items()}
     omega = {name: value[1] for name, value in header["parameters"].items()}
     errors = {name: replace(model.error_models[name], kind=kind, additive=a, proportional=b, sigma=s)
               for name, (kind, a, b, s) in header["errors"].items()}
-    return _model_with(model, typical, omega, errors)
+    with storage.naming(path):
+        return _model_with(model, typical, omega, errors)
 
 
 def _jsonable(value):

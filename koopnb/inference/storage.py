@@ -1,56 +1,346 @@
-"""Posteriors on disk: one portable .npz file (arrays plus a JSON header), written atomically.
+"""Posteriors on disk: one portable .npz file (arrays plus a JSON header), written atomically, read with
+every part checked.
 
-The file is written to a temporary file in the same directory, flushed and fsync'ed, then moved over
-the target with ``os.replace`` (atomic on POSIX and Windows): a crash mid-write leaves the old file,
-never half of a new one.  Loading never unpickles (``allow_pickle=False``).
+Writing: the file is written to a temporary ``.koopnb-*.tmp`` in the target's directory, flushed and
+fsync'ed, then moved over the target with ``os.replace`` (atomic on POSIX and Windows): a crash mid-write
+leaves the old file, never half of a new one.  Temporaries left by a killed save are removed by the next
+save to that directory once they are older than :data:`STALE_AFTER`.
+
+Reading trusts nothing but the zip and .npy formats: before anything is decompressed, every member's
+array header is read and the memory the arrays would take is summed and refused past ``max_bytes``
+(:data:`MAX_BYTES` by default); pickles are never loaded; then the header's keys and types, the arrays'
+dtypes and shapes, their agreement with each other and finite draws are checked
+(:func:`check_individual`, :func:`check_population`, :func:`check_model_header`).  Each failure is one
+:class:`FitError` sentence naming the file and the part that is wrong.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import math
 import os
 import tempfile
+import time
 import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 
-from koopnb.errors import FitError
+from koopnb.errors import FitError, KoopnbError
 
 HEADER = "koopnb_header"
 FORMAT = "koopnb-posterior-1"
+MAX_BYTES = 512 * 2**20
+"""Largest memory (bytes) a posterior file may need when loaded: 512 MiB, five times a population
+posterior of 100 subjects with 64 walkers × 2,000 draws of 3 parameters each.  A larger file is refused
+before any array is allocated; ``load(path, max_bytes=...)`` raises the limit for a file you trust."""
+STALE_AFTER = 3600.0
+"""Age (s) after which a temporary file of an interrupted save is removed by the next save beside it;
+a save in progress in another process is far younger."""
+TEMPORARY_PREFIX = ".koopnb-"
+TEMPORARY_SUFFIX = ".tmp"
+_ARRAY_KINDS = "biuf"  # numbers and booleans; the header alone is text
+_ERROR_KINDS = ("additive", "proportional", "combined", "exponential")
 
 
+# -- writing ----------------------------------------------------------------------------------------
 def write(path: str | os.PathLike, arrays: dict[str, np.ndarray], header: dict) -> None:
-    """Write ``arrays`` and the JSON-serialisable ``header`` to ``path`` atomically."""
+    """Write ``arrays`` and the JSON-serialisable ``header`` to ``path`` atomically.
+
+    Raises a FitError naming ``path`` when the directory does not exist or the file cannot be written.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FitError(f"cannot save to {path!r}: the directory {directory!r} does not exist")
+    remove_stale_temporaries(directory)
     payload = {**arrays, HEADER: np.array(json.dumps({"format": FORMAT, **header}))}
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".koopnb-", suffix=".tmp")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX)
+    except OSError as error:
+        raise FitError(f"cannot save to {path!r}: {error.strerror or error}") from error
     try:
         with os.fdopen(handle, "wb") as stream:
             np.savez_compressed(stream, **payload)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except OSError as error:
+        raise FitError(f"cannot save to {path!r}: {error.strerror or error}") from error
+    finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
-        raise
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-    """The arrays and header of a file written by :func:`write`."""
+def remove_stale_temporaries(directory: str, older_than: float = STALE_AFTER) -> list[str]:
+    """Remove the temporary files of saves into ``directory`` that were interrupted more than
+    ``older_than`` seconds ago; returns their paths."""
+    removed = []
+    now = time.time()
+    for leftover in glob.glob(os.path.join(glob.escape(directory), f"{TEMPORARY_PREFIX}*{TEMPORARY_SUFFIX}")):
+        try:
+            if now - os.path.getmtime(leftover) > older_than and os.path.isfile(leftover):
+                os.unlink(leftover)
+                removed.append(leftover)
+        except OSError:
+            continue  # gone already (another save cleaned it) or not ours to remove: leave it
+    return removed
+
+
+# -- reading ----------------------------------------------------------------------------------------
+def read(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and header of a file written by :func:`write`, refused before allocation when the arrays
+    would need more than ``max_bytes``.  The header's format is checked here; its contents by the
+    ``check_*`` functions."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FitError(f"{path!r} is a directory, not a posterior file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if HEADER not in archive.files:
-                raise FitError(f"{path!r} is not a koopnb posterior file (it has no koopnb header)")
-            header = json.loads(str(archive[HEADER]))
-            arrays = {name: archive[name] for name in archive.files if name != HEADER}
+        with zipfile.ZipFile(path) as archive:
+            members = _check_members(archive, path, max_bytes)
+            arrays = {}
+            for name, info in members.items():
+                with archive.open(info) as stream:
+                    arrays[name] = np.lib.format.read_array(stream, allow_pickle=False)
     except FileNotFoundError:
         raise FitError(f"there is no posterior file {path!r}") from None
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
+    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError, RuntimeError, NotImplementedError) as error:
         raise FitError(f"{path!r} is not a readable koopnb posterior file ({error})") from None
+    header = arrays.pop(HEADER, None)
+    if header is None:
+        raise FitError(f"{path!r} is not a koopnb posterior file (it has no koopnb header)")
+    if header.shape != () or header.dtype.kind != "U":
+        raise FitError(f"{path!r}: the koopnb header is not one JSON text")
+    try:
+        header = json.loads(str(header[()]))
+    except (ValueError, RecursionError) as error:
+        raise FitError(f"{path!r}: the koopnb header is not valid JSON ({type(error).__name__})") from None
+    if not isinstance(header, dict):
+        raise FitError(f"{path!r}: the koopnb header is not a JSON object")
     if header.get("format") != FORMAT:
         raise FitError(f"{path!r} has format {header.get('format')!r}; this koopnb reads {FORMAT!r}")
     return arrays, header
+
+
+def _check_members(archive: zipfile.ZipFile, path: str, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
+    """Every member of the archive by array name, after reading only the .npy headers: each must be a
+    numeric (or, for the header, text) array, and together they must fit in ``max_bytes``."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in archive.infolist():
+        name = info.filename.removesuffix(".npy")
+        if name == info.filename or name in members:
+            raise FitError(f"{path!r}: the member {info.filename!r} is not a (single) numpy array")
+        with archive.open(info) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise FitError(f"{path!r}: array {name!r} is in .npy format version {version}, which koopnb does "
+                               "not write")
+        if dtype.hasobject or dtype.kind not in (_ARRAY_KINDS + "U" if name == HEADER else _ARRAY_KINDS):
+            raise FitError(f"{path!r}: array {name!r} holds {dtype}, not numbers")
+        if any(n < 0 for n in shape):
+            raise FitError(f"{path!r}: array {name!r} has a negative length in its shape {shape}")
+        total += math.prod(shape) * dtype.itemsize
+        if total > max_bytes:
+            raise FitError(f"{path!r} would need more than {max_bytes / 2**20:.0f} MiB of memory to load (its "
+                           f"array {name!r} alone is {shape} of {dtype}); refused before allocating it — pass "
+                           "max_bytes= to load a larger file you trust")
+        members[name] = info
+    return members
+
+
+# -- checking the contents --------------------------------------------------------------------------
+def check_individual(arrays: Mapping[str, np.ndarray], header: Mapping, path: str, prefix: str = "") -> None:
+    """Check one individual posterior's header entries and arrays (``prefix`` for those inside a
+    population file): draws (n_draws, n_walkers, k) finite with k names, the log-density (n_draws,
+    n_walkers), the observations (n,) and doses (n_doses, 3) of one subject."""
+    where = _Where(path, f"subject {prefix[:-1]}: " if prefix else "")
+    names = where.names(header, "names")
+    where.numbers(header, "map", keys=names)
+    where.diagnostics(header)
+    where.text(header, "output")
+    fixed = where.numbers(header, "fixed")
+    if set(fixed) & set(names):
+        where.fail(f"parameter {sorted(set(fixed) & set(names))[0]!r} is both sampled and fixed")
+    if not isinstance(header.get("subject"), (str, int, float, type(None))) or isinstance(header["subject"], bool):
+        where.fail("the subject ID is missing or not a number or text")
+    where.numbers(header, "covariates")
+    cmt = where.field(header, "cmt", list)
+    if not all(c is None or isinstance(c, str) for c in cmt):
+        where.fail("'cmt' must list compartment names (or null)")
+    if header.get("unit") is not None and not isinstance(header["unit"], str):
+        where.fail("'unit' must be text or null")
+    draws = where.array(arrays, f"{prefix}draws", "f", 3)
+    if min(draws.shape) == 0 or draws.shape[2] != len(names):
+        where.fail(f"the draws have shape {draws.shape}, not (draws ≥ 1, walkers ≥ 1, {len(names)} parameters)")
+    where.finite(draws, "draws")
+    log_density = where.array(arrays, f"{prefix}log_density", "f", 2)
+    if log_density.shape != draws.shape[:2]:
+        where.fail(f"the log-density has shape {log_density.shape}, not {draws.shape[:2]} like the draws")
+    where.finite(log_density, "log-density")
+    times = where.array(arrays, f"{prefix}times", "f", 1)
+    values = where.array(arrays, f"{prefix}values", "f", 1)
+    below = where.array(arrays, f"{prefix}below", "b", 1)
+    if not times.shape == values.shape == below.shape:
+        where.fail(f"times, values and below have lengths {times.size}, {values.size}, {below.size}, not one length")
+    where.finite(times, "observation times")
+    where.finite(values, "observations")
+    doses = where.array(arrays, f"{prefix}doses", "f", 2)
+    if doses.shape != (len(cmt), 3):
+        where.fail(f"the doses have shape {doses.shape}, not ({len(cmt)}, 3) (amount, time, duration per dose)")
+    where.finite(doses, "doses")
+    if np.any(doses < 0) or np.any(times < 0):
+        where.fail("a dose or an observation time is negative")
+    if not prefix:
+        extra = sorted(set(arrays) - {"draws", "log_density", "times", "values", "below", "doses"})
+        if extra:
+            where.fail(f"it holds an array {extra[0]!r} that no part of the posterior uses")
+
+
+def check_population(arrays: Mapping[str, np.ndarray], header: Mapping, path: str) -> None:
+    """Check a population posterior file: its draws, names, MAP, shrinkage, every individual posterior in
+    it, and that it holds no other arrays."""
+    where = _Where(path, "")
+    names = where.names(header, "names")
+    where.numbers(header, "map", keys=names)
+    where.diagnostics(header)
+    where.text(header, "output")
+    shrinkage = where.field(header, "shrinkage", dict)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in shrinkage.values()):
+        where.fail("'shrinkage' must map names to numbers")
+    draws = where.array(arrays, "draws", "f", 3)
+    if min(draws.shape) == 0 or draws.shape[2] != len(names):
+        where.fail(f"the draws have shape {draws.shape}, not (draws ≥ 1, walkers ≥ 1, {len(names)} parameters)")
+    where.finite(draws, "draws")
+    log_density = where.array(arrays, "log_density", "f", 2)
+    if log_density.shape != draws.shape[:2]:
+        where.fail(f"the log-density has shape {log_density.shape}, not {draws.shape[:2]} like the draws")
+    where.finite(log_density, "log-density")
+    individuals = where.field(header, "individuals", list)
+    expected = {"draws", "log_density"}
+    seen = set()
+    for i, part in enumerate(individuals):
+        if not isinstance(part, dict):
+            where.fail(f"individual {i} is not a JSON object")
+        check_individual(arrays, part, path, f"subject{i}_")
+        if part["subject"] in seen:
+            where.fail(f"subject {part['subject']!r} appears twice")
+        seen.add(part["subject"])
+        expected |= {f"subject{i}_{name}" for name in ("draws", "log_density", "times", "values", "below", "doses")}
+    extra = sorted(set(arrays) - expected)
+    if extra:
+        where.fail(f"it holds an array {extra[0]!r} that no part of the posterior uses")
+
+
+def check_model_header(header: Mapping, path: str) -> None:
+    """Check the stored model: its text, name, typical values and omegas, residual error parameters."""
+    where = _Where(path, "")
+    where.text(header, "model_text")
+    if header.get("model_name") is not None and not isinstance(header["model_name"], str):
+        where.fail("'model_name' must be text or null")
+    for name, value in where.field(header, "parameters", dict).items():
+        if not (isinstance(value, list) and len(value) == 2 and all(_finite(v) for v in value) and value[1] >= 0):
+            where.fail(f"parameter {name!r} must be stored as [typical, omega ≥ 0], finite numbers, not {value!r}")
+    for name, value in where.field(header, "errors", dict).items():
+        if not (isinstance(value, list) and len(value) == 4 and value[0] in _ERROR_KINDS
+                and all(_finite(v) and v >= 0 for v in value[1:])):
+            where.fail(f"the error model of {name!r} must be stored as [kind, additive, proportional, sigma] with "
+                       f"a known kind and numbers ≥ 0, not {value!r}")
+
+
+def check_names_in_model(header: Mapping, parameters, outputs, path: str, individual: bool) -> None:
+    """Check that the names the file uses exist in the model parsed from its text."""
+    where = _Where(path, "")
+    unknown = [name for name in header["parameters"] if name not in parameters]
+    if individual:
+        unknown += [name for name in [*header["names"], *header["fixed"]] if name not in parameters]
+    if unknown:
+        where.fail(f"parameter {unknown[0]!r} is not a parameter of the stored model")
+    for name in [header["output"], *header["errors"]]:
+        if name not in outputs:
+            where.fail(f"{name!r} is not an output of the stored model")
+
+
+@contextmanager
+def naming(path) -> Iterator[None]:
+    """Turn a koopnb error raised while rebuilding objects from a checked file into a FitError naming it."""
+    try:
+        yield
+    except KoopnbError as error:
+        raise FitError(f"{os.fspath(path)!r} is not a valid koopnb posterior file: {error}") from None
+
+
+class _Where:
+    """Failure sentences naming the file (and the subject inside a population file)."""
+
+    def __init__(self, path: str, context: str):
+        self.path = path
+        self.context = context
+
+    def fail(self, what: str):
+        raise FitError(f"{self.path!r} is not a valid koopnb posterior file: {self.context}{what}")
+
+    def field(self, header: Mapping, key: str, kind: type):
+        if key not in header:
+            self.fail(f"the header has no {key!r}")
+        if not isinstance(header[key], kind):
+            wanted = "a JSON object" if kind is dict else "a list"
+            self.fail(f"{key!r} must be {wanted}, not {type(header[key]).__name__}")
+        return header[key]
+
+    def text(self, header: Mapping, key: str) -> str:
+        if not isinstance(header.get(key), str):
+            self.fail(f"the header has no text {key!r}")
+        return header[key]
+
+    def names(self, header: Mapping, key: str) -> list[str]:
+        names = self.field(header, key, list)
+        if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            self.fail(f"{key!r} must list distinct parameter names")
+        return names
+
+    def numbers(self, header: Mapping, key: str, keys: list[str] | None = None) -> dict[str, float]:
+        values = self.field(header, key, dict)
+        bad = [name for name, value in values.items() if not _finite(value)]
+        if bad:
+            self.fail(f"{key!r} holds {values[bad[0]]!r} for {bad[0]!r}, not a finite number")
+        if keys is not None and set(values) != set(keys):
+            self.fail(f"{key!r} names {sorted(values)}, not the sampled parameters {sorted(keys)}")
+        return values
+
+    def diagnostics(self, header: Mapping) -> None:
+        diagnostics = self.field(header, "diagnostics", dict)
+        for key in ("autocorrelation_time", "effective_sample_size"):
+            if key in diagnostics and not (isinstance(diagnostics[key], dict) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in diagnostics[key].values())):
+                self.fail(f"diagnostics {key!r} must map names to numbers")
+        for key in ("acceptance_fraction", "burn", "steps", "walkers"):
+            if key in diagnostics and not _finite(diagnostics[key]):
+                self.fail(f"diagnostics {key!r} must be a finite number")
+
+    def array(self, arrays: Mapping[str, np.ndarray], key: str, kind: str, ndim: int) -> np.ndarray:
+        if key not in arrays:
+            self.fail(f"it has no array {key!r}")
+        array = arrays[key]
+        if array.dtype.kind not in (kind if kind == "b" else "fiu") or array.ndim != ndim:
+            self.fail(f"array {key!r} is {array.ndim}-D {array.dtype}, not {ndim}-D "
+                      f"{'boolean' if kind == 'b' else 'numbers'}")
+        return array
+
+    def finite(self, array: np.ndarray, what: str) -> None:
+        bad = np.flatnonzero(~np.isfinite(array))
+        if bad.size:
+            where = np.unravel_index(bad[0], array.shape)
+            self.fail(f"the {what} hold {float(array[where])} at index {tuple(int(i) for i in where)} "
+                      f"({bad.size} non-finite in all)")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
