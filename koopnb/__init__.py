@@ -30,6 +30,7 @@ from koopnb.metrics import AUC, Cmax, Cmin, Conc, Target, TimeAbove, Window
 from koopnb.model import Model, parse_model
 from koopnb.optimize import DoseResult, optimize_dose, optimize_regimen
 from koopnb.regimen import Dose, Regimen
+from koopnb.scale import cohort, nomogram, simulate_ward, virtual_trial
 
 __version__ = "0.1.0"
 
@@ -91,15 +92,19 @@ __all__ = [
     "TruncatedNormal",
     "Uniform",
     "Window",
+    "cohort",
     "dashboard",
     "datasets",
     "expectation",
     "fit_individual",
     "fit_population",
     "load_ipython_extension",
+    "nomogram",
     "optimize_dose",
     "optimize_regimen",
     "parse_model",
     "probability",
     "report",
+    "simulate_ward",
+    "virtual_trial",
 ]
