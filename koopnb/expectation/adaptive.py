@@ -1,10 +1,13 @@
 """Refinement drivers: apply a family of quadrature rules level by level until two levels agree.
 
-Each driver integrates a vectorised function ``f(z (n, d)) -> (n, k)`` against N(0, I_d) and reports
+Each driver integrates a vectorised function ``f(w (n, d)) -> (n, k)`` against a product measure — N(0, I_d)
+by default, or the one-dimensional measures of ``families`` (koopnb.expectation.families) — and reports
 the finest level's value with the larger of the last two level-to-level differences as its error
 estimate.  One difference alone can vanish by coincidence at low order (two rules that happen to agree);
-two successive ones rarely do, and each bounds the error of a coarser level, so for a convergent rule
-the estimate is a cautious bound on the finest one.
+two successive ones rarely do, and each measures the error of a coarser level, so for a convergent rule
+the estimate is cautious for the finest one.  It is an estimate, not a proven bound: the calibration
+benchmark (benchmarks/calibration.py) measures how often it covers the true error.  No answer is given on a
+rule with fewer than MIN_ORDER points in a direction the integrand depends on.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from koopnb.expectation.gauss import gauss_hermite, smolyak_rule, tensor_rule, tensor_size
+from koopnb.expectation.families import HERMITE
+from koopnb.expectation.gauss import smolyak_rule, tensor_rule, tensor_size
 
 ORDERS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
-"""Gauss–Hermite orders tried per direction; roughly geometric so the work grows by a bounded factor."""
+"""Gauss orders tried per direction; roughly geometric so the work grows by a bounded factor."""
+
+MIN_ORDER = 3
+"""Fewest points of the final rule in a direction the integrand depends on: two 1- and 2-point rules can agree
+by coincidence (an odd or symmetric integrand), so the answer is never taken from a 2-point rule."""
 
 
 @dataclass
@@ -30,6 +38,8 @@ class Outcome:
     rule: str
     history: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    orders: tuple[int, ...] = ()
+    """Points per direction of the final tensor rule (empty for other rules)."""
 
 
 def within(value: np.ndarray, error: np.ndarray, rtol: float, atol: float) -> bool:
@@ -56,29 +66,34 @@ def _rule_value(f: Callable, nodes: np.ndarray, weights: np.ndarray) -> np.ndarr
 
 
 def tensor_adaptive(f: Callable, dim: int, rtol: float, atol: float, max_nodes: int,
-                    counter: Callable[[], int]) -> Outcome:
-    """Anisotropic tensor Gauss–Hermite with per-direction orders chosen by one-dimensional probes.
+                    counter: Callable[[], int], families=None) -> Outcome:
+    """Anisotropic tensor Gauss rules (Gauss–Hermite, or ``families``) with per-direction orders chosen by
+    one-dimensional probes.
 
-    A probe integrates f along each axis through the origin with rules of increasing order until two
+    A probe integrates f along each axis through the centre with rules of increasing order until two
     successive orders agree to a quarter of the tolerance: the lower of the two becomes the direction's
-    coarse order and the higher its fine order (directions f does not depend on keep one point).  The
-    coarse and fine tensor rules are then compared; while they disagree, both move up one order.
+    coarse order and the higher its fine order (directions f does not depend on keep one point; the others
+    get at least MIN_ORDER fine points).  The coarse and fine tensor rules are then compared; while they
+    disagree, both move up one order.
     """
     history: list = []
-    coarse_orders, fine_orders = _probe_orders(f, dim, rtol, atol)
+    coarse_orders, fine_orders = _probe_orders(f, dim, rtol, atol, families)
     active = [n > 1 for n in fine_orders]
+    fine_orders = [max(n, MIN_ORDER) if a else n for n, a in zip(fine_orders, active, strict=True)]
+    coarse_orders = [_previous_order(n) if a else n for n, a in zip(fine_orders, active, strict=True)]
     rules = [tuple(_previous_order(n) if a else n for n, a in zip(coarse_orders, active, strict=True)),
              tuple(coarse_orders)]
-    values = [_rule_value(f, *tensor_rule(rule)) for rule in rules]
+    values = [_rule_value(f, *tensor_rule(rule, families)) for rule in rules]
     history.extend((counter(), v, np.full_like(v, np.nan)) for v in values)
     fine_rule = tuple(fine_orders)
     while True:
         if tensor_size(fine_rule) > max_nodes:
             error = history[-1][2]
-            return Outcome(values[-1], np.where(np.isnan(error), np.inf, error), False, _tensor_name(rules[-1]),
-                           history, [f"stopped refining: the next tensor rule needs {tensor_size(fine_rule)} nodes, "
-                                     f"more than max_nodes={max_nodes}"])
-        nodes, weights = tensor_rule(fine_rule)
+            return Outcome(values[-1], np.where(np.isnan(error), np.inf, error), False,
+                           _tensor_name(rules[-1], families), history,
+                           [f"stopped refining: the next tensor rule needs {tensor_size(fine_rule)} nodes, "
+                            f"more than max_nodes={max_nodes}"], orders=rules[-1])
+        nodes, weights = tensor_rule(fine_rule, families)
         f_values = f(nodes)
         values.append(weights @ f_values)
         rules.append(fine_rule)
@@ -86,26 +101,30 @@ def tensor_adaptive(f: Callable, dim: int, rtol: float, atol: float, max_nodes: 
                            _rounding(f_values, weights))
         history.append((counter(), values[-1], error))
         if within(values[-1], error, rtol, atol) or not any(active):
-            return Outcome(values[-1], error, within(values[-1], error, rtol, atol), _tensor_name(fine_rule),
-                           history)
+            return Outcome(values[-1], error, within(values[-1], error, rtol, atol),
+                           _tensor_name(fine_rule, families), history, orders=fine_rule)
         fine_rule = tuple(_next_order(n) if a else n for n, a in zip(fine_rule, active, strict=True))
 
 
-def _independent_of(f: Callable, j: int, dim: int) -> bool:
+def _independent_of(f: Callable, j: int, dim: int, families=None) -> bool:
     """Whether f stays the same when z_j moves at a generic point off the axes.
 
     Equal 1- and 2-point integrals along an axis also happen when f is odd there (a linear function of
     a centred parameter) or when z_j acts only together with other directions (z_1² z_2² vanishes on
     both axes); treating such a direction as flat would give one node and a false zero error.
     """
-    point = 0.61 + 0.17 * np.arange(dim)
+    point = np.array([_family(families, i).between(0.35 + 0.13 * i % 0.6) for i in range(dim)])
     points = np.tile(point, (3, 1))
-    points[:, j] = (0.0, -1.3, 1.3)
+    points[:, j] = _family(families, j).probe_points()
     values = f(points)
     return bool(np.all(values == values[0]))
 
 
-def _probe_orders(f: Callable, dim: int, rtol: float, atol: float) -> tuple[list[int], list[int]]:
+def _family(families, j: int):
+    return HERMITE if families is None else families[j]
+
+
+def _probe_orders(f: Callable, dim: int, rtol: float, atol: float, families=None) -> tuple[list[int], list[int]]:
     """Per-direction (coarse, fine) orders from one-dimensional probes along the axes.
 
     The probes of every direction still refining are evaluated in one call of f per order, so that an
@@ -116,18 +135,19 @@ def _probe_orders(f: Callable, dim: int, rtol: float, atol: float) -> tuple[list
     order = [ORDERS[0]] * dim
     value: list = [None] * dim
     refining = list(range(dim))
+    centre = np.array([_family(families, j).centre() for j in range(dim)])
     while refining:
         blocks = []
         for j in refining:
-            x, _ = gauss_hermite(order[j])
-            nodes = np.zeros((order[j], dim))
+            x, _ = _family(families, j).rule(order[j])
+            nodes = np.tile(centre, (order[j], 1))
             nodes[:, j] = x
             blocks.append(nodes)
         results = f(np.concatenate(blocks))
         start = 0
         still = []
         for j in refining:
-            _, w = gauss_hermite(order[j])
+            _, w = _family(families, j).rule(order[j])
             value[j] = w @ results[start:start + order[j]]
             start += order[j]
             agree = previous[j] is not None and within(value[j], np.abs(value[j] - previous[j]), rtol / 4, atol / 4)
@@ -138,7 +158,7 @@ def _probe_orders(f: Callable, dim: int, rtol: float, atol: float) -> tuple[list
     coarse, fine = [], []
     for j in range(dim):
         flat = (previous[j] is not None and order[j] == ORDERS[1] and np.all(value[j] == previous[j])
-                and _independent_of(f, j, dim))
+                and _independent_of(f, j, dim, families))
         coarse.append(1 if flat else previous_order[j])
         fine.append(1 if flat else order[j])
     return coarse, fine
@@ -149,8 +169,12 @@ def _previous_order(n: int) -> int:
     return smaller[-1] if smaller else 1
 
 
-def _tensor_name(orders: tuple[int, ...]) -> str:
-    return f"tensor Gauss-Hermite {'x'.join(str(n) for n in orders)} ({tensor_size(orders)} nodes)"
+def _tensor_name(orders: tuple[int, ...], families=None) -> str:
+    names = dict.fromkeys(_family(families, j).name for j in range(len(orders)))
+    if len(names) == 1:
+        return f"tensor {next(iter(names))} {'x'.join(str(n) for n in orders)} ({tensor_size(orders)} nodes)"
+    parts = " x ".join(f"{_family(families, j).name} {n}" for j, n in enumerate(orders))
+    return f"tensor {parts} ({tensor_size(orders)} nodes)"
 
 
 class _Cache:
@@ -180,19 +204,21 @@ class _Cache:
 
 
 def smolyak_adaptive(f: Callable, dim: int, rtol: float, atol: float, max_nodes: int,
-                     counter: Callable[[], int]) -> Outcome:
-    """Smolyak sparse grids of increasing level; nodes shared between levels are evaluated once."""
+                     counter: Callable[[], int], families=None) -> Outcome:
+    """Smolyak sparse grids of increasing level (Gauss–Hermite, or the Gauss rules of ``families``); nodes
+    shared between levels are evaluated once.  The first answer is the level with 5-point rules in each
+    direction (never a 2-point one)."""
     cached = _Cache(f)
     history: list = []
     level = dim + 2
-    values = [_rule_value(cached, *smolyak_rule(dim, q)) for q in (dim, dim + 1)]
+    values = [_rule_value(cached, *smolyak_rule(dim, q, families)) for q in (dim, dim + 1)]
     history.extend((counter(), v, np.full_like(v, np.nan)) for v in values)
     while True:
-        nodes, weights = smolyak_rule(dim, level)
+        nodes, weights = smolyak_rule(dim, level, families)
         if len(nodes) > max_nodes:
             error = history[-1][2]
             return Outcome(values[-1], np.where(np.isnan(error), np.inf, error), False,
-                           f"Smolyak Gauss-Hermite level {level - 1 - dim}", history,
+                           f"Smolyak {_smolyak_families(families, dim)} level {level - 1 - dim}", history,
                            [f"stopped refining: the next sparse grid needs {len(nodes)} nodes, more than "
                             f"max_nodes={max_nodes}"])
         f_values = cached(nodes)
@@ -202,5 +228,10 @@ def smolyak_adaptive(f: Callable, dim: int, rtol: float, atol: float, max_nodes:
         history.append((counter(), values[-1], error))
         if within(values[-1], error, rtol, atol):
             return Outcome(values[-1], error, True,
-                           f"Smolyak Gauss-Hermite level {level - dim} ({len(nodes)} nodes)", history)
+                           f"Smolyak {_smolyak_families(families, dim)} level {level - dim} ({len(nodes)} nodes)",
+                           history)
         level += 1
+
+
+def _smolyak_families(families, dim: int) -> str:
+    return " and ".join(dict.fromkeys(_family(families, j).name for j in range(dim)))

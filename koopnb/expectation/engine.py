@@ -9,8 +9,9 @@ import numpy as np
 
 from koopnb.distributions import Distribution, Empirical
 from koopnb.errors import ExpectationError
-from koopnb.expectation.adaptive import Outcome, smolyak_adaptive, tensor_adaptive
+from koopnb.expectation.adaptive import Outcome, smolyak_adaptive, tensor_adaptive, within
 from koopnb.expectation.cube import adaptive_cubature
+from koopnb.expectation.families import HERMITE, ProductMeasure, product_measure
 from koopnb.expectation.integrand import CHUNK, AllWindows, Integrand, label, quantities
 from koopnb.expectation.preintegration import NotMonotone, window_probability
 from koopnb.expectation.result import ExpectationResult
@@ -32,12 +33,15 @@ def expectation(g, model, regimen, dist: Distribution, method: str = "koopman", 
     it), a callable of the outputs at ``times`` (h), or a list of these (sharing model evaluations).
     Parameters that ``dist`` does not cover take the model's typical values.
 
-    ``method="koopman"`` integrates with quadrature; ``rule`` picks it ("auto": tensor Gauss–Hermite
-    up to 6 dimensions, Smolyak sparse grids up to 12, randomised QMC beyond; adaptive cubature in the
-    unit cube for non-Gaussian densities; pre-integration for windows).  Refinement stops when the error
+    ``method="koopman"`` integrates with quadrature; ``rule`` picks it ("auto": tensor Gauss rules
+    up to 6 dimensions, Smolyak sparse grids up to 12, randomised QMC beyond — Gauss–Hermite for normal and
+    log-normal parameters, Gauss–Legendre for Uniform and the Gauss rule of the truncated normal weight for
+    TruncatedNormal ones, in parameter space; adaptive cubature in the unit cube for a Joint with an
+    Empirical member; pre-integration for windows).  Refinement stops when the error
     estimate is within max(atol, rtol·|value|), or reports ``converged=False`` when ``max_nodes``
     (nodes held at once) would be exceeded.  ``method="montecarlo"`` draws ``n`` parameter sets with
-    ``seed`` and reports the standard error; ``method="qmc"`` uses scrambled Sobol' points.
+    ``seed`` and reports the standard error; ``method="qmc"`` uses scrambled Sobol' points.  Whatever the
+    method, ``converged`` is True only when the reported error estimate is within max(atol, rtol·|value|).
     """
     started = time.perf_counter()
     items, single = quantities(g)
@@ -76,14 +80,16 @@ def expectation(g, model, regimen, dist: Distribution, method: str = "koopman", 
         rules.append(outcome.rule)
         history.extend(outcome.history)
         warnings.extend(outcome.warnings)
-    converged = (all(o.converged for _, o in outcomes) and method == "koopman") or (
-        method != "koopman" and all(o.converged for _, o in outcomes))
+    # Every method, Monte Carlo with a fixed n and sample averages included, has converged only when its
+    # reported error meets the tolerance.
+    converged = all(o.converged for _, o in outcomes) and within(value, error, rtol, atol)
     labels = tuple(label(item) for item in items)
     return ExpectationResult(
         value=float(value[0]) if single else value, error=float(error[0]) if single else error,
         n_evals=integrand.n_evals, method=method, converged=bool(converged),
         elapsed=time.perf_counter() - started, rule="; ".join(dict.fromkeys(rules)),
-        label=labels[0] if single else labels, history=tuple(history), warnings=tuple(dict.fromkeys(warnings)))
+        label=labels[0] if single else labels, history=tuple(history), warnings=tuple(dict.fromkeys(warnings)),
+        orders=outcomes[0][1].orders if len(outcomes) == 1 else ())
 
 
 def probability(window, model, regimen, dist: Distribution, **options) -> ExpectationResult:
@@ -126,10 +132,16 @@ def _koopman(items, integrand, dist, rule, rtol, atol, max_nodes, max_subdivisio
     if smooth:
         f = _restricted(integrand, smooth)
         chosen = rule if rule not in ("auto", "preintegration") else _auto_rule(dist, dim)
+        # Gauss rules of each coordinate's own measure; without one (an Empirical member), Gauss–Hermite
+        # through the distribution's normal map
+        measure = product_measure(dist) or ProductMeasure((HERMITE,) * dim, dist.from_normal)
+        families = None if measure.gauss_hermite else measure.families
         if chosen == "tensor":
-            outcome = tensor_adaptive(lambda z: f(dist.from_normal(z)), dim, rtol, atol, max_nodes, counter)
+            outcome = tensor_adaptive(lambda w: f(measure.to_params(w)), dim, rtol, atol, max_nodes, counter,
+                                      families)
         elif chosen == "smolyak":
-            outcome = smolyak_adaptive(lambda z: f(dist.from_normal(z)), dim, rtol, atol, max_nodes, counter)
+            outcome = smolyak_adaptive(lambda w: f(measure.to_params(w)), dim, rtol, atol, max_nodes, counter,
+                                       families)
         elif chosen == "cubature":
             outcome = adaptive_cubature(f, dist.from_cube, dim, rtol, atol, max_subdivisions, counter)
         else:
@@ -146,7 +158,7 @@ def _single_parameter_directions(dist: Distribution) -> np.ndarray | None:
 
 
 def _auto_rule(dist: Distribution, dim: int) -> str:
-    if not dist.gaussian:
+    if product_measure(dist) is None:
         return "cubature" if dim <= TENSOR_MAX_DIM else "qmc"
     if dim <= TENSOR_MAX_DIM:
         return "tensor"

@@ -27,9 +27,10 @@ def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, weights
 
 
-def tensor_rule(orders: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The product of Gauss–Hermite rules with ``orders[j]`` points in dimension j."""
-    rules = [gauss_hermite(n) for n in orders]
+def tensor_rule(orders: tuple[int, ...], families=None) -> tuple[np.ndarray, np.ndarray]:
+    """The product of one-dimensional rules with ``orders[j]`` points in dimension j: Gauss–Hermite, or
+    ``families[j].rule`` (koopnb.expectation.families) when given."""
+    rules = [gauss_hermite(n) if families is None else families[j].rule(n) for j, n in enumerate(orders)]
     nodes = np.stack(np.meshgrid(*[r[0] for r in rules], indexing="ij"), axis=-1).reshape(-1, len(orders))
     weights = np.ones(1)
     for _, w in rules:
@@ -51,15 +52,16 @@ def smolyak_indices(dim: int, level: int):
             yield tuple(int(p) for p in parts), coefficient
 
 
-def smolyak_rule(dim: int, level: int) -> tuple[np.ndarray, np.ndarray]:
-    """Smolyak sparse grid of the given level (≥ dim) with 2l − 1 Gauss–Hermite points at 1-D level l.
+def smolyak_rule(dim: int, level: int, families=None) -> tuple[np.ndarray, np.ndarray]:
+    """Smolyak sparse grid of the given level (≥ dim) with 2l − 1 points at 1-D level l (Gauss–Hermite, or
+    the Gauss rules of ``families``).
 
     Exact for polynomials of total degree 2(level − dim) + 1.  Coinciding nodes are merged and their
     weights added; weights may be negative.
     """
     nodes, weights = [], []
     for index, coefficient in smolyak_indices(dim, level):
-        grid, w = tensor_rule(tuple(2 * l - 1 for l in index))
+        grid, w = tensor_rule(tuple(2 * l - 1 for l in index), families)
         nodes.append(grid)
         weights.append(coefficient * w)
     nodes, weights = np.concatenate(nodes), np.concatenate(weights)

@@ -14,9 +14,11 @@ class ExpectationResult:
     ``value`` and ``error`` are floats for one quantity and arrays for a list of quantities.  ``error``
     estimates |value − truth|: the difference of two successive quadrature levels for the Koopman rules,
     the integrator's own estimate for adaptive cubature, the standard error for Monte Carlo and
-    randomised QMC.  ``n_evals`` counts every parameter set simulated (root-finding steps included);
-    ``converged`` is True only when the error met the tolerance.  ``history`` holds one
-    ``(n_evals, value, error)`` row per level, for convergence plots.
+    randomised QMC.  It is an estimate, not a proven bound (benchmarks/calibration.py measures how often it
+    covers the true error).  ``n_evals`` counts every parameter set simulated (root-finding steps included);
+    ``converged`` is True only when the error met the tolerance max(atol, rtol·|value|), for every method.
+    ``history`` holds one ``(n_evals, value, error)`` row per level, for convergence plots.  ``orders`` are the
+    points per direction of the final tensor rule when one tensor rule answered (else empty).
     """
 
     value: float | np.ndarray
@@ -29,6 +31,7 @@ class ExpectationResult:
     label: str | tuple[str, ...] = ""
     history: tuple = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    orders: tuple[int, ...] = ()
 
     def __float__(self) -> float:
         return float(self.value)
