@@ -79,7 +79,7 @@ class IndividualProblem:
     """The log-posterior of one patient's log-parameters, for a batch of points (batch, k) → (batch,)."""
 
     def __init__(self, model, patient, output: str):
-        prior = model.prior(patient.covariates)
+        prior = model.prior()  # covariate effects live in derived quantities, not in the prior
         self.names = prior.names
         self.location = np.log(np.array([prior.median()[name] for name in self.names]))
         self.factor = np.linalg.cholesky(np.asarray(prior.covariance))

@@ -22,6 +22,7 @@ from collections import Counter
 import numpy as np
 
 from koopnb.errors import FitError, KoopnbError, SimulationError
+from koopnb.inference.pieces import PiecewiseSubject
 from koopnb.model.modal import ImpulseResponses, impulse_responses
 from koopnb.simulate.events import DoseEvents, dose_state
 from koopnb.simulate.linear import CONFLUENT_GAP, LinearSolution, phi1, system_matrix
@@ -45,9 +46,15 @@ class StackedSubjects:
             raise FitError(f"{output!r} is not an output of the model; the outputs are "
                            f"{', '.join(self.compiled.outputs)}")
         self._output_index = self.compiled.outputs.index(output) if output in self.compiled.outputs else None
+        # Subjects whose arguments or state change between doses (covariate histories, occasions, resets,
+        # steady-state doses) are solved piece by piece; the layout below leaves them out.
+        self.piecewise = {i: PiecewiseSubject(self, s, s.covariate_interpolation, rtol=rtol, atol=atol)
+                          for i, s in enumerate(self.subjects) if s.changes_with_time}
         self._lay_out_doses()
         self._lay_out_observations()
-        self.covariates = np.array([[s.covariates[name] for name in model.covariates] for s in self.subjects],
+        # NaN for the piecewise subjects: their covariates are histories, read by PiecewiseSubject only.
+        self.covariates = np.array([[np.nan if i in self.piecewise else s.covariates[name] for name in model.covariates]
+                                    for i, s in enumerate(self.subjects)],
                                    dtype=float).reshape(len(self.subjects), len(model.covariates))
         self._zero_initial = all(expr == 0 for expr in model.spec.initial.values())
         dose = model.spec.dose
@@ -62,14 +69,15 @@ class StackedSubjects:
                                "both must be finite and non-negative")
             self._start = self.slot_time + lag * self.slot_default
             self._amount = self.slot_amount * np.where(self.slot_default, bioavailability, 1.0)
-        self.closed_form = ClosedForm.for_fit(self) if self._constant_dosing and self._zero_initial else None
+        plain = len(self.piecewise) < len(self.subjects)
+        self.closed_form = ClosedForm.for_fit(self) if plain and self._constant_dosing and self._zero_initial else None
 
     def _lay_out_doses(self) -> None:
         kinds = []
-        for subject in self.subjects:
+        for i, subject in enumerate(self.subjects):
             counts: Counter = Counter()
             rows = []
-            for dose in subject.regimen.doses:
+            for dose in () if i in self.piecewise else subject.regimen.doses:
                 try:
                     state, default = dose_state(self.compiled, self.model.dose_state, dose.cmt)
                 except KoopnbError as error:
@@ -107,8 +115,30 @@ class StackedSubjects:
 
     def predict(self, rows: np.ndarray, parameters: np.ndarray) -> np.ndarray:
         """Predictions (batch, n_max) for subject indices ``rows`` (batch,) and ``parameters``
-        (batch, n_parameters) in ``model.parameters`` order.  Rows the simulator cannot solve are NaN.
+        (batch, n_parameters) in ``model.parameters`` order — or (batch, n_occasions, n_parameters), one
+        vector per occasion, with inter-occasion variability.  Rows the simulator cannot solve are NaN.
         """
+        per_occasion = parameters if parameters.ndim == 3 else parameters[:, None]
+        if not self.piecewise:
+            return self._predict_together(rows, per_occasion[:, 0])
+        values = np.empty((len(rows), self.times.shape[1]))
+        special = np.isin(rows, list(self.piecewise))
+        if not special.all():
+            values[~special] = self._predict_together(rows[~special], per_occasion[~special, 0])
+        for i in np.unique(rows[special]):  # a loop over subjects; each is one batch over the parameter sets
+            chosen = rows == i
+            n = self.subjects[i].times.size
+            try:
+                with np.errstate(all="ignore"):
+                    predicted = self.piecewise[i].predict(per_occasion[chosen])
+            except (SimulationError, np.linalg.LinAlgError, ValueError, FloatingPointError):
+                predicted = np.full((chosen.sum(), n), np.nan)
+            values[chosen, :n] = predicted
+            values[chosen, n:] = predicted[:, -1:]  # padding, masked by ``used``
+        return values
+
+    def _predict_together(self, rows: np.ndarray, parameters: np.ndarray) -> np.ndarray:
+        """Predictions of the subjects laid out together (no change between doses), one batched solve."""
         args = self.arguments(rows, parameters)
         try:
             with np.errstate(all="ignore"):

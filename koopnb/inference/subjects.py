@@ -7,71 +7,174 @@ hold the quantification limit in DV and enter the likelihood as "below the limit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from koopnb.data import read_nonmem, subject_covariates, subject_observations, subject_regimen
+from koopnb.data import OUTPUT_COLUMNS, read_nonmem, subject_covariates, subject_observations, subject_regimen
 from koopnb.errors import DataError, FitError
+from koopnb.inference.pieces import RULES, values_at
 from koopnb.regimen import Regimen
 
 
 @dataclass(frozen=True)
+class Occasions:
+    """The occasions of one subject (inter-occasion variability): ``labels`` (K,) as the data name them
+    (the OCC column, or 1..K for ``occasions="dose"``), ``starts`` (K,) the time (h) each begins (the first
+    one holds from time 0), ``of_observations`` (n_obs,) the 0-based occasion of each observation."""
+
+    labels: np.ndarray
+    starts: np.ndarray
+    of_observations: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
 class Subject:
-    """One patient: ``times`` (h), ``values`` (observations, or the limit where ``below``), covariates."""
+    """One patient: ``times`` (h), ``values`` (observations, or the limit where ``below``), covariates.
+
+    ``covariates`` is a dict of constants, or — when one changes within the subject — a DataFrame history
+    (TIME and one column per model covariate) read with ``covariate_interpolation`` (``"nocb"`` or
+    ``"locf"``).  ``occasions`` is None for a subject observed on a single occasion.
+    """
 
     id: Any
     regimen: Regimen
     times: np.ndarray
     values: np.ndarray
     below: np.ndarray
-    covariates: dict[str, float] = field(default_factory=dict)
+    covariates: dict[str, float] | pd.DataFrame = field(default_factory=dict)
+    covariate_interpolation: str = "nocb"
+    occasions: Occasions | None = None
+
+    @property
+    def changes_with_time(self) -> bool:
+        """True when the model's arguments or state change at times other than doses (a covariate history,
+        several occasions, a reset, a steady-state dose): then the subject is solved piece by piece."""
+        doses = self.regimen.doses
+        return (isinstance(self.covariates, pd.DataFrame) or (self.occasions is not None and len(self.occasions) > 1)
+                or bool(getattr(self.regimen, "resets", ())) or any(getattr(d, "steady_state", 0) for d in doses)
+                or any(d.duration is None for d in doses))
 
 
-def one_subject(model, data, regimen: Regimen | None, covariates: Mapping | None, subject: Any,
-                output: str) -> Subject:
+def one_subject(model, data, regimen: Regimen | None, covariates, subject: Any, output: str, *,
+                covariate_interpolation: str | None = None, occasions: str | None = None) -> Subject:
     """The patient of ``fit_individual``: a NONMEM-style table or ``(times, values[, below])``."""
+    rule = _rule(covariate_interpolation)
     if isinstance(data, (pd.DataFrame, str)) or hasattr(data, "__fspath__"):
         table = read_nonmem(data)
         ids = table["ID"].unique()
         if subject is None and len(ids) > 1:
             raise FitError(f"the table holds {len(ids)} subjects ({_list(ids)}); choose one with subject=ID, "
                            "or use fit_population")
-        found = _from_table(model, table, ids[0] if subject is None else subject, covariates, output)
+        found = _from_table(model, table, ids[0] if subject is None else subject, covariates, output, rule,
+                            occasions)
         if regimen is not None:
             if len(found.regimen):
                 raise FitError("the table has dose rows and regimen= was given too; give the doses in one place")
-            found = Subject(found.id, regimen, found.times, found.values, found.below, found.covariates)
+            found = replace(found, regimen=regimen, occasions=_occasions(model, None, occasions, regimen,
+                                                                         found.times, found.id))
         return _checked(model, found, output)
     if regimen is None:
         raise FitError("data given as (times, values) needs the doses: pass regimen=")
     times, values, below = _arrays(data)
-    chosen = _covariates(model, {}, covariates, "the patient")
-    return _checked(model, Subject(subject, regimen, times, values, below, chosen), output)
+    chosen = _covariates(model, {}, covariates, "the patient", rule)
+    found = Subject(subject, regimen, times, values, below, chosen, rule,
+                    _occasions(model, None, occasions, regimen, times, subject))
+    return _checked(model, found, output)
 
 
-def all_subjects(model, data, covariates: Mapping | None, output: str) -> list[Subject]:
+def all_subjects(model, data, covariates, output: str, *, covariate_interpolation: str | None = None,
+                 occasions: str | None = None) -> list[Subject]:
     """Every subject of a NONMEM-style table, checked, in ID order."""
     table = read_nonmem(data)
-    if covariates:
-        unknown = [name for name in covariates if name not in model.covariates]
+    rule = _rule(covariate_interpolation)
+    if covariates is not None:
+        names = [c for c in covariates.columns if c != "TIME"] if isinstance(covariates, pd.DataFrame) \
+            else list(covariates)
+        unknown = [name for name in names if name not in model.covariates]
         if unknown:
             raise FitError(_unknown_covariate(unknown[0], model))
-    found = [_checked(model, _from_table(model, table, subject, covariates, output), output)
+    found = [_checked(model, _from_table(model, table, subject, covariates, output, rule, occasions), output)
              for subject in table["ID"].unique()]
     if not found:
         raise FitError("the table holds no subjects")
     return found
 
 
-def _from_table(model, table: pd.DataFrame, subject: Any, covariates: Mapping | None, output: str) -> Subject:
+def _from_table(model, table: pd.DataFrame, subject: Any, covariates, output: str, rule: str,
+                occasions: str | None) -> Subject:
     times, values, below = subject_observations(table, subject)
     regimen = subject_regimen(table, subject)
-    chosen = _covariates(model, subject_covariates(table, subject), covariates, f"subject {plain(subject)}")
-    return Subject(subject, regimen, times, values, below, chosen)
+    who = f"subject {plain(subject)}"
+    chosen = _covariates(model, _table_covariates(table, subject, rule), covariates, who, rule)
+    rows = table[table["ID"] == subject]
+    return Subject(subject, regimen, times, values, below, chosen, rule,
+                   _occasions(model, rows, occasions, regimen, times, subject))
+
+
+def _table_covariates(table: pd.DataFrame, subject: Any, rule: str):
+    """The subject's covariates as the data reader gives them: constants, or a history (contract 3)."""
+    try:
+        return subject_covariates(table, subject, covariate_interpolation=rule)
+    except TypeError:  # a reader without histories: every covariate column is read here as a history
+        rows = table[table["ID"] == subject]
+        names = [c for c in rows.columns if c not in (*OUTPUT_COLUMNS, "BLQ", "LLOQ", "OCC", "SS", "II")]
+        return rows[["TIME", *names]].reset_index(drop=True)
+
+
+def _rule(covariate_interpolation: str | None) -> str:
+    rule = "nocb" if covariate_interpolation is None else covariate_interpolation
+    if rule not in RULES:
+        raise FitError(f"covariate_interpolation must be 'nocb' (next observation carried backward, NONMEM's rule) "
+                       f"or 'locf' (last observation carried forward), not {covariate_interpolation!r}")
+    return rule
+
+
+def _occasions(model, rows: pd.DataFrame | None, occasions: str | None, regimen: Regimen, times: np.ndarray,
+               subject: Any) -> Occasions | None:
+    """The subject's occasions when the model has inter-occasion variability: from the OCC column, or a new
+    occasion at each dose time with ``occasions="dose"``; one occasion otherwise."""
+    if occasions not in (None, "dose"):
+        raise FitError(f"occasions must be None (the OCC column of the data, if any) or 'dose' (a new occasion at "
+                       f"each dose), not {occasions!r}")
+    if not iov_of(model):
+        return None
+    who = f"subject {plain(subject)}" if subject is not None else "the patient"
+    if occasions == "dose":
+        starts = np.unique([dose.time for dose in regimen.doses])
+        if starts.size == 0:
+            raise FitError(f"{who} has no doses, so occasions='dose' gives no occasion")
+        index = np.clip(np.searchsorted(starts, times, side="right") - 1, 0, None)
+        return Occasions(np.arange(1, starts.size + 1), starts, index)
+    if rows is None or "OCC" not in rows:
+        return Occasions(np.array([1]), np.zeros(1), np.zeros(times.size, dtype=int))
+    occ = pd.to_numeric(rows["OCC"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(occ) | (occ != np.round(occ))
+    if bad.any():
+        raise DataError(f"{who}: OCC at {rows['TIME'].iloc[int(np.flatnonzero(bad)[0])]:g} h is "
+                        f"{rows['OCC'].iloc[int(np.flatnonzero(bad)[0])]!r}, not a whole number", column="OCC")
+    if np.any(np.diff(occ) < 0):
+        back = int(np.flatnonzero(np.diff(occ) < 0)[0]) + 1
+        raise DataError(f"{who}: OCC goes back from {occ[back - 1]:g} to {occ[back]:g} at "
+                        f"{rows['TIME'].iloc[back]:g} h; number occasions in time order", column="OCC")
+    labels, first = np.unique(occ, return_index=True)
+    starts = rows["TIME"].to_numpy(dtype=float)[first]
+    used = ((rows["EVID"] == 0) & (rows["MDV"] == 0)).to_numpy()
+    index = np.searchsorted(labels, occ[used])
+    return Occasions(labels.astype(int), starts, index)
+
+
+def iov_of(model) -> dict[str, float]:
+    """The model's inter-occasion variability: parameter name -> SD of the log (kappa), IOV parameters only."""
+    iov = getattr(model, "iov", None)
+    if iov is None:
+        iov = {p.name: p.iov for p in model.spec.parameters if getattr(p, "iov", 0.0) > 0}
+    return dict(iov)
 
 
 def _arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,26 +189,57 @@ def _arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return parts[0], parts[1], below
 
 
-def _covariates(model, from_table: Mapping, given: Mapping | None, who: str) -> dict[str, float]:
-    """The model's covariates for one patient: the argument wins over the table; every one must be known."""
-    given = dict(given or {})
-    unknown = [name for name in given if name not in model.covariates]
-    if unknown:
-        raise FitError(_unknown_covariate(unknown[0], model))
-    chosen = {}
+def _covariates(model, from_table, given, who: str, rule: str) -> dict[str, float] | pd.DataFrame:
+    """The model's covariates for one patient: the argument wins over the table; every one must be known.
+
+    Each source is a dict of constants or a DataFrame history (TIME and covariate columns).  The result is a
+    dict when every covariate is constant, else a history of every model covariate on the union of times —
+    nothing is reduced to one value.
+    """
+    histories: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for source, from_user in ((from_table, False), (given, True)):
+        for name, (times, values) in _histories(source, who).items():
+            if name in model.covariates:
+                histories[name] = (times, values)
+            elif from_user:
+                raise FitError(_unknown_covariate(name, model))
     for name in model.covariates:
-        value = given.get(name, from_table.get(name))
-        if value is None:
+        if name not in histories:
             raise FitError(f"covariate {name!r} of the model has no value for {who}: add a {name} column to the "
                            f"data or pass covariates={{{name!r}: ...}}")
+    if all(np.all(values == values[0]) for _, values in histories.values()):
+        return {name: float(histories[name][1][0]) for name in model.covariates}
+    union = np.unique(np.concatenate([times for times, _ in histories.values()]))
+    columns = {name: values_at(*histories[name], union, rule) for name in model.covariates}
+    return pd.DataFrame({"TIME": union, **columns})
+
+
+def _histories(source, who: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (times (m,), values (m,)) of a dict of constants or a DataFrame history, checked."""
+    if source is None:
+        return {}
+    if isinstance(source, pd.DataFrame):
+        if "TIME" not in source.columns:
+            raise DataError(f"the covariate history of {who} needs a TIME column (hours)", column="TIME")
+        times = pd.to_numeric(source["TIME"], errors="coerce").to_numpy(dtype=float)
+        if not np.all(np.isfinite(times)) or np.any(np.diff(times) < 0):
+            raise DataError(f"the covariate history of {who} needs finite times in increasing order", column="TIME")
+        items = [(name, source[name].to_numpy(), times) for name in source.columns if name != "TIME"]
+    else:
+        items = [(name, np.array([value], dtype=object), np.zeros(1)) for name, value in dict(source).items()]
+    found = {}
+    for name, raw, times in items:
         try:
-            number = float(value)
+            values = np.asarray(raw, dtype=float)
         except (TypeError, ValueError):
-            raise DataError(f"covariate {name!r} of {who} is {value!r}, not a number", column=name) from None
-        if not np.isfinite(number):
-            raise DataError(f"covariate {name!r} of {who} is not finite ({number!r})", column=name)
-        chosen[name] = number
-    return chosen
+            raise DataError(f"covariate {name!r} of {who} is {raw[0]!r}, not a number", column=name) from None
+        bad = ~np.isfinite(values)
+        if bad.any():
+            at = f" at {times[int(np.flatnonzero(bad)[0])]:g} h" if len(times) > 1 else ""
+            raise DataError(f"covariate {name!r} of {who} is not a finite number{at} "
+                            f"({values[bad][0]!r})", column=name)
+        found[name] = (times, values)
+    return found
 
 
 def _unknown_covariate(name: str, model) -> str:

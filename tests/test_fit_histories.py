@@ -1,0 +1,116 @@
+"""Fits on real patient histories: a covariate that changes within a subject is used as it changes,
+never reduced to its first value.  References are closed forms written out by hand, piece by piece."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+import koopnb as kn
+from koopnb.errors import DataError, FitError
+from koopnb.inference.individual import IndividualProblem
+from koopnb.inference.population import PopulationProblem
+from koopnb.inference.subjects import all_subjects, one_subject
+
+RENAL = """
+CL = 4 [L/h] ~ 0.3
+V  = 30 [L] ~ 0.2
+covariate CRCL = 80 [mL/min]
+CLi = CL * (CRCL / 80)^0.75
+d/dt(central) = -CLi / V * central
+conc = central / V
+conc ~ additive(0.3)
+dose central
+"""
+DOSE_TIMES = np.array([0.0, 24.0, 48.0])
+AMOUNT = 500.0
+OBSERVED = np.array([2.0, 12.0, 23.0, 24.0, 30.0, 47.0, 50.0, 60.0])
+CRCL_TIMES = np.array([0.0, 24.0, 48.0])
+CRCL = np.array([80.0, 40.0, 120.0])
+DV = np.array([14.0, 7.5, 3.0, 18.0, 13.0, 6.0, 17.0, 8.0])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return kn.parse_model(RENAL)
+
+
+def _table(n_subjects=1, crcl=CRCL):
+    rows = []
+    for subject in range(1, n_subjects + 1):
+        for time in sorted({*DOSE_TIMES, *OBSERVED}):
+            value = crcl[np.searchsorted(CRCL_TIMES, time, side="right") - 1]
+            if time in DOSE_TIMES:
+                rows.append({"ID": subject, "TIME": time, "AMT": AMOUNT, "DV": np.nan, "EVID": 1, "CRCL": value})
+            if time in OBSERVED:
+                dv = DV[np.flatnonzero(OBSERVED == time)[0]]
+                rows.append({"ID": subject, "TIME": time, "AMT": 0.0, "DV": dv, "EVID": 0, "CRCL": value})
+    return pd.DataFrame(rows)
+
+
+def _hand_built(cl, v, rule, times=OBSERVED):
+    """Concentrations of the one-compartment bolus model with CL changing at 24 h and 48 h, by hand:
+    C(t) = Σ_doses A/V · exp(−∫_dose^t k(s) ds), k piecewise constant (the CRCL rows as the rule reads them)."""
+    # The table has a row at every dose and observation time; CRCL is 40 from the row at 24 h, 120 from 48 h.
+    if rule == "nocb":  # row k holds on (t_{k-1}, t_k]: 40 from the row before 24 h (23 h), 120 from 47 h
+        edges = np.array([0.0, 23.0, 47.0])
+    else:  # row k holds on [t_k, t_{k+1}): 40 from 24 h, 120 from 48 h
+        edges = np.array([0.0, 24.0, 48.0])
+    crcl = CRCL
+    rates = cl * (crcl / 80) ** 0.75 / v
+
+    def integral(t):  # ∫_0^t k(s) ds
+        bounds = np.append(edges, np.inf)
+        return sum(rate * np.clip(t - a, 0, b - a) for rate, a, b in zip(rates, bounds[:-1], bounds[1:],
+                                                                            strict=True))
+
+    return sum(np.where(times >= d, AMOUNT / v * np.exp(-(integral(times) - integral(d))), 0.0) for d in DOSE_TIMES)
+
+
+@pytest.mark.parametrize("rule", ["nocb", "locf"])
+def test_individual_likelihood_follows_the_covariate_history(model, rule):
+    subject = one_subject(model, _table(), None, None, None, "conc", covariate_interpolation=rule)
+    assert isinstance(subject.covariates, pd.DataFrame)
+    problem = IndividualProblem(model, subject, "conc")
+    cl, v = np.array([3.1, 4.0, 5.2]), np.array([27.0, 30.0, 33.0])
+    points = np.log(np.stack([cl, v], axis=1))
+    expected = [scipy.stats.norm.logpdf(DV, _hand_built(c, w, rule), 0.3).sum() for c, w in zip(cl, v, strict=True)]
+    np.testing.assert_allclose(problem.log_likelihood(points), expected, rtol=1e-12)
+    # ... and not the one of the first value (CRCL 80 throughout).
+    baseline = scipy.stats.norm.logpdf(DV, _constant(cl[0], v[0]), 0.3).sum()
+    assert abs(problem.log_likelihood(points[:1])[0] - baseline) > 10
+
+
+def _constant(cl, v):
+    return sum(np.where(OBSERVED >= d, AMOUNT / v * np.exp(-cl / v * (OBSERVED - d)), 0.0) for d in DOSE_TIMES)
+
+
+def test_a_history_given_as_covariates_equals_the_same_history_in_the_table(model):
+    table = _table(crcl=np.full(3, 80.0)).drop(columns="CRCL")
+    history = _table()[["TIME", "CRCL"]]
+    from_argument = IndividualProblem(model, one_subject(model, table, None, history, None, "conc"), "conc")
+    from_table = IndividualProblem(model, one_subject(model, _table(), None, None, None, "conc"), "conc")
+    points = np.log([[3.5, 29.0], [4.5, 31.0]])
+    np.testing.assert_allclose(from_argument.log_likelihood(points), from_table.log_likelihood(points), rtol=1e-12)
+
+
+def test_population_fit_predicts_each_subject_on_its_history(model):
+    """The population likelihood's predictions: a subject with a history next to one with a constant CRCL."""
+    table = pd.concat([_table(1), _table(1, crcl=np.full(3, 60.0)).assign(ID=2)], ignore_index=True)
+    problem = PopulationProblem(model, all_subjects(model, table, None, "conc"), "conc", {})
+    assert isinstance(problem.subjects[0].covariates, pd.DataFrame) and problem.subjects[1].covariates == {"CRCL": 60}
+    rows = np.array([0, 1, 0])
+    parameters = np.array([[3.1, 27.0], [4.0, 30.0], [5.2, 33.0]])
+    predicted = problem.stack.predict(rows, parameters)
+    np.testing.assert_allclose(predicted[0], _hand_built(3.1, 27.0, "nocb"), rtol=1e-12)
+    np.testing.assert_allclose(predicted[2], _hand_built(5.2, 33.0, "nocb"), rtol=1e-12)
+    np.testing.assert_allclose(predicted[1], _constant(4.0 * (60 / 80) ** 0.75, 30.0), rtol=1e-12)
+
+
+def test_a_bad_history_or_rule_is_one_sentence(model):
+    with pytest.raises(FitError, match="covariate_interpolation must be 'nocb'"):
+        one_subject(model, _table(), None, None, None, "conc", covariate_interpolation="linear")
+    history = pd.DataFrame({"TIME": [0.0, 24.0], "CRCL": [80.0, np.nan]})
+    with pytest.raises(DataError, match="'CRCL' of the patient is not a finite number at 24 h"):
+        one_subject(model, (OBSERVED, DV), kn.Regimen([kn.Dose(AMOUNT, t) for t in DOSE_TIMES]), history, None,
+                    "conc")
