@@ -30,6 +30,7 @@ import numpy as np
 
 from koopnb.distributions import Distribution, Joint, LogNormal, TruncatedNormal
 from koopnb.errors import FitError
+from koopnb.inference.foce import fit_maximum_likelihood, objective_value
 from koopnb.inference.likelihood import log_likelihood, residual_error
 from koopnb.inference.posterior import PopulationPosterior, Posterior
 from koopnb.inference.sampler import (
@@ -51,21 +52,34 @@ OMEGA_SCALE = 1.0
 
 def fit_population(model, data, covariates: Mapping[str, float] | None = None, walkers: int | None = None,
                    steps: int = 3000, burn: int | None = None, seed: Any = None, progress: bool = True, *,
-                   priors: Mapping[str, Distribution] | None = None, output: str | None = None,
-                   individual_draws: int = 1000) -> PopulationPosterior:
-    """Sample the population posterior of a NONMEM-style table of many subjects with emcee.
+                   method: str = "emcee", priors: Mapping[str, Distribution] | None = None,
+                   output: str | None = None, individual_draws: int = 1000,
+                   covariance: str = "sandwich") -> PopulationPosterior:
+    """Estimate the population of a NONMEM-style table of many subjects.
 
-    Estimated: the typical value of every parameter, the omega of every parameter with IIV, and the
-    residual error of ``output`` (the model's default output).  ``covariates`` apply to every subject
-    (overriding the table).  ``priors`` maps sample names (``CL``, ``omega_CL``, ``conc.additive``)
-    to univariate distributions on the natural scale.  ``individual_draws``: draws kept per subject.
+    ``method="emcee"`` (default) samples the posterior with emcee; ``method="ml"`` gives FOCE-I maximum-likelihood
+    estimates as NONMEM's ``METHOD=1 INTERACTION`` (koopnb/inference/foce.py; a
+    :class:`~koopnb.inference.foce.PopulationEstimate` with standard errors from ``covariance="sandwich"``, R⁻¹SR⁻¹,
+    or ``"r"``, R⁻¹).  Estimated: the typical value of every parameter, the omega of every parameter with IIV,
+    and the residual error of ``output`` (the model's default output).  ``covariates`` apply to every subject
+    (overriding the table).  ``priors`` (emcee only) maps sample names (``CL``, ``omega_CL``,
+    ``conc.additive``) to univariate distributions on the natural scale.  ``individual_draws``: draws kept per
+    subject.  Either way ``.ofv`` is NONMEM's FOCE-I objective at the estimate (the emcee posterior's mode).
     The same ``seed`` gives the same answer.
     """
     output = output or model.default_output
     if output not in model.error_models:
         raise FitError(f"output {output!r} has no residual error model; add a line such as "
                        f"'{output} ~ additive(0.5)' to the model")
+    if method not in ("emcee", "ml"):
+        raise FitError(f"method must be 'emcee' (Bayesian, sampled) or 'ml' (FOCE-I maximum likelihood), "
+                       f"not {method!r}")
     subjects = all_subjects(model, data, covariates, output)
+    if method == "ml":
+        if priors:
+            raise FitError("priors= applies to method='emcee'; maximum likelihood (method='ml') uses none")
+        return fit_maximum_likelihood(model, subjects, output, covariance=covariance,
+                                      individual_draws=individual_draws, seed=seed)
     problem = PopulationProblem(model, subjects, output, priors or {})
     walkers = default_walkers(len(problem.names), walkers)
     optimiser_rng, walk_state = seeds(seed)
@@ -89,8 +103,9 @@ def fit_population(model, data, covariates: Mapping[str, float] | None = None, w
         "effective_sample_size": dict(zip(names, chain.effective_size.tolist(), strict=True)),
         "burn": chain.burn, "steps": chain.steps, "walkers": walkers, "method": "Laplace (FOCE-I-like) marginal",
     }
-    return PopulationPosterior(names, draws, chain.log_density, dict(zip(names, at_mode.tolist(), strict=True)),
-                               diagnostics, model, output, individuals, shrinkage)
+    estimates = dict(zip(names, at_mode.tolist(), strict=True))
+    return PopulationPosterior(names, draws, chain.log_density, estimates, diagnostics, model, output, individuals,
+                               shrinkage, ofv=objective_value(model, subjects, output, estimates))
 
 
 class PopulationProblem:
