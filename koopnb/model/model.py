@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import sympy as sp
 
+from koopnb.covariates import CovariateHistory, as_history, constant_covariates
 from koopnb.errors import KoopnbError, SimulationError
 from koopnb.model.codegen import compile_model
 from koopnb.model.spec import ModelSpec, symbol
@@ -61,8 +62,10 @@ class Model:
         """
         from koopnb.distributions import MvLogNormal
 
-        if covariates:
-            self._covariate_values(covariates, 1)
+        if covariates is not None:  # constants or a history: only the names matter here
+            history = as_history(covariates)
+            names = history.names if isinstance(history, CovariateHistory) else list(history)
+            self._covariate_values(dict.fromkeys(names, 0.0), 1)
         random = [i for i, p in enumerate(self.spec.parameters) if p.omega > 0]
         if not random:
             raise KoopnbError("the model has no parameter with IIV ('~ omega'), so it has no population distribution")
@@ -80,7 +83,12 @@ class Model:
 
     # -- numbers -------------------------------------------------------------------------------
     def arguments(self, params: ParamValues | None, covariates: Mapping | None = None) -> list[np.ndarray]:
-        """The argument vector of the compiled functions: one (batch,) array per parameter, then covariate."""
+        """The argument vector of the compiled functions: one (batch,) array per parameter, then covariate.
+
+        Covariates are constants here; a history (DataFrame) whose covariates change over time raises a
+        KoopnbError naming the covariate (:meth:`solve` and :meth:`simulate` take histories).
+        """
+        covariates = constant_covariates(covariates, "Model.arguments")
         params = dict(params or {})
         unknown = [name for name in params if name not in self.typical]
         if unknown:
@@ -124,7 +132,9 @@ class Model:
         """Solve for a batch of parameter sets; returns a :class:`koopnb.simulate.Trajectory`.
 
         ``horizon`` (h) is the last time that will be asked for; ``integrals`` the outputs whose
-        integrals (AUC) are needed.  ``options``: ``solver`` ("auto", "linear", "ode"), ``rtol``,
+        integrals (AUC) are needed.  ``covariates``: a dict of constants, or a history that changes over
+        time (a DataFrame with a TIME column, or a :class:`koopnb.covariates.CovariateHistory`; see that
+        module for the NOCB/LOCF rule).  ``options``: ``solver`` ("auto", "linear", "ode"), ``rtol``,
         ``atol`` and ``method`` (a solve_ivp method) for the ODE solver.
         """
         from koopnb.simulate import solve
@@ -132,17 +142,25 @@ class Model:
         for name in integrals:
             if name not in self.observables and name not in self.states:
                 raise KoopnbError(_unknown(name, "output", self.observables + self.states, {}))
-        args = self.arguments(params, covariates)
+        history = as_history(covariates)
+        positions = None
+        if isinstance(history, CovariateHistory):
+            self._covariate_values(dict.fromkeys(history.names, 0.0), 1)  # unknown names
+            positions = {name: len(self.parameters) + list(self.covariates).index(name) for name in history.varying()}
+            args = self.arguments(params, history.constants())
+        else:
+            args, history = self.arguments(params, history), None
         return solve(self.compiled, self.dose_state, args, regimen, horizon=horizon,
-                     integrals=tuple(n for n in integrals if n in self.observables), **options)
+                     integrals=tuple(n for n in integrals if n in self.observables), history=history,
+                     positions=positions, **options)
 
     def simulate(self, params: ParamValues | None, regimen, times, covariates: Mapping | None = None,
                  **options) -> dict[str, np.ndarray]:
         """Every output and state at ``times`` (h): name -> array (batch, len(times)).
 
         ``params`` maps parameter names to floats or 1-D arrays (one entry per parameter set); parameters
-        not given take their typical values.  Linear models are solved exactly, others by a batched ODE
-        solve (``options`` as for :meth:`solve`).
+        not given take their typical values.  ``covariates`` as for :meth:`solve` (constants or a history).
+        Linear models are solved exactly, others by a batched ODE solve (``options`` as for :meth:`solve`).
         """
         times = np.asarray(times, dtype=float)
         if times.ndim != 1 or times.size == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,14 +16,20 @@ class DoseEvents:
     """Doses as the solvers use them.
 
     ``start`` and ``amount`` are (batch, n_doses): the dosing time plus the lag time, and the amount
-    times the bioavailability, both of which may differ between parameter sets.  ``duration`` (n_doses,)
-    is 0 for a bolus; ``state`` (n_doses,) is the index of the dosed state.
+    times the bioavailability, both of which may differ between parameter sets.  ``duration`` is 0 for
+    a bolus; it may be given as (n_doses,) and is stored as (batch, n_doses), since a modelled infusion
+    duration (or an infusion cut at a reset or covariate change) differs between parameter sets.
+    ``state`` (n_doses,) is the index of the dosed state.
     """
 
     start: np.ndarray
     amount: np.ndarray
     duration: np.ndarray
     state: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "duration", np.broadcast_to(np.asarray(self.duration, dtype=float),
+                                                             self.start.shape))
 
     @property
     def end(self) -> np.ndarray:
@@ -32,12 +39,25 @@ class DoseEvents:
     @property
     def rate(self) -> np.ndarray:
         """(batch, n_doses) infusion rate, amount per hour (0 for a bolus)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.duration > 0, self.amount / np.where(self.duration > 0, self.duration, 1), 0.0)
+        infusion = self.duration > 0
+        return np.where(infusion, self.amount / np.where(infusion, self.duration, 1.0), 0.0)
+
+    @property
+    def infusions(self) -> np.ndarray:
+        """(n_doses,) whether a dose is an infusion for any parameter set."""
+        return (self.duration > 0).any(axis=0)
 
     def breakpoints(self) -> np.ndarray:
         """(batch, k) times where the solution may have a kink or jump: dose starts and infusion ends."""
-        return np.concatenate([self.start, self.end[:, self.duration > 0]], axis=1)
+        return np.concatenate([self.start, self.end[:, self.infusions]], axis=1)
+
+    def subset(self, doses: np.ndarray) -> DoseEvents:
+        """The events of the chosen doses (indices or a mask over the doses)."""
+        return DoseEvents(self.start[:, doses], self.amount[:, doses], self.duration[:, doses], self.state[doses])
+
+    def rows(self, sets: np.ndarray) -> DoseEvents:
+        """The events of the chosen parameter sets (indices or a mask over the batch)."""
+        return DoseEvents(self.start[sets], self.amount[sets], self.duration[sets], self.state)
 
 
 def dose_state(compiled: CompiledModel, default: str | None, cmt) -> tuple[int, bool]:
@@ -65,26 +85,50 @@ def dose_state(compiled: CompiledModel, default: str | None, cmt) -> tuple[int, 
 
 
 def resolve_doses(compiled: CompiledModel, default: str | None, regimen, args: list[np.ndarray],
-                  batch: int) -> DoseEvents:
-    """Turn a Regimen into DoseEvents for a batch; bioavailability and lag apply to the default compartment."""
+                  batch: int, groups: Sequence[tuple[np.ndarray, list[np.ndarray]]] | None = None) -> DoseEvents:
+    """Turn a Regimen into DoseEvents for a batch; bioavailability, lag and a modelled duration apply to
+    the default compartment.
+
+    ``groups`` — for covariates that change over time — lists (dose indices, argument vector in force
+    at those doses' times); by default every dose takes ``args``.
+    """
     doses = list(regimen.doses) if regimen is not None else []
-    if any(d.steady_state or d.duration is None for d in doses) or (regimen is not None and regimen.resets):
-        raise SimulationError("steady-state doses, modelled durations and resets are not simulated yet")
     n = len(doses)
-    bioavailability = np.broadcast_to(compiled.bioavailability(*args)[0], (batch,))
-    lag = np.broadcast_to(compiled.lag(*args)[0], (batch,))
-    if np.any(lag < 0) or not np.all(np.isfinite(lag)):
-        raise RegimenError("the lag time must be finite and non-negative for every parameter set")
-    if np.any(bioavailability < 0) or not np.all(np.isfinite(bioavailability)):
-        raise RegimenError("the bioavailability must be finite and non-negative for every parameter set")
     start = np.empty((batch, n))
     amount = np.empty((batch, n))
+    duration = np.empty((batch, n))
     state = np.empty(n, dtype=int)
-    duration = np.empty(n)
-    for j, dose in enumerate(doses):
-        index, is_default = dose_state(compiled, default, dose.cmt)
-        state[j] = index
-        duration[j] = dose.duration
-        start[:, j] = dose.time + (lag if is_default else 0.0)
-        amount[:, j] = dose.amount * (bioavailability if is_default else 1.0)
+    for indices, values in groups if groups is not None else [(np.arange(n), args)]:
+        if not len(indices):
+            continue
+        bioavailability = _checked(compiled.bioavailability(*values)[0], batch, "bioavailability")
+        lag = _checked(compiled.lag(*values)[0], batch, "lag time")
+        modelled = None
+        modelled_duration = getattr(compiled, "dose_duration", None)
+        for j in indices:
+            dose = doses[j]
+            index, is_default = dose_state(compiled, default, dose.cmt)
+            state[j] = index
+            start[:, j] = dose.time + (lag if is_default else 0.0)
+            amount[:, j] = dose.amount * (bioavailability if is_default else 1.0)
+            if dose.duration is not None:
+                duration[:, j] = dose.duration
+                continue
+            if modelled_duration is None or not is_default:
+                where = "the model gives no infusion duration (dose STATE duration=EXPR)" \
+                    if modelled_duration is None else f"it goes into {compiled.states[index]!r}, not the " \
+                    f"dose state {default!r} whose duration the model gives"
+                raise SimulationError(f"the dose of {dose.amount:g} at t = {dose.time:g} h has a modelled "
+                                      f"duration, but {where}")
+            if modelled is None:
+                modelled = _checked(modelled_duration(*values), batch, "infusion duration")
+            duration[:, j] = modelled
     return DoseEvents(start=start, amount=amount, duration=duration, state=state)
+
+
+def _checked(value, batch: int, what: str) -> np.ndarray:
+    """A (batch,) finite, non-negative dosing quantity from the model, or a RegimenError naming it."""
+    value = np.broadcast_to(np.asarray(value, dtype=float), (batch,))
+    if np.any(value < 0) or not np.all(np.isfinite(value)):
+        raise RegimenError(f"the {what} must be finite and non-negative for every parameter set")
+    return value

@@ -200,7 +200,7 @@ class LinearSolution:
             for first in range(0, len(indices), step):
                 part = indices[first:first + step]
                 modes = _dose_modes(self.lam[:, None, None], times[None, None], events.start.T[part][None, :, None],
-                                    events.duration[part][None, :, None, None], events.amount.T[part][None, :, None],
+                                    events.duration.T[part][None, :, None], events.amount.T[part][None, :, None],
                                     integral, left)
                 result += _combine(self._amplitudes[state], modes)
         if len(self.members):
@@ -216,27 +216,29 @@ class LinearSolution:
         if np.any(initial != 0):
             g = functions(1 if integral else 0, times)
             result += np.einsum("tmij,jm->itm", g, initial)
-        for j in range(len(events.duration)):
+        for j in range(events.state.size):
             start, amount = events.start[members, j], events.amount[members, j]
-            duration = events.duration[j]
+            duration = events.duration[members, j]
+            bolus = duration == 0
             since = times - start
-            given = since > 0 if (left and duration == 0) else since >= 0
+            given = np.where(bolus & left, since > 0, since >= 0)
             unit = np.eye(n)[events.state[j]]
-            if duration == 0:
-                g = functions(1 if integral else 0, np.where(given, since, 0.0)) @ unit  # (T, m, n)
-                weight = amount
-            else:
-                ended = times - (start + duration)
-                running = functions(2 if integral else 1, np.clip(since, 0.0, duration)) @ unit
+            g = functions(1 if integral else 0, np.where(given, since, 0.0)) @ unit if bolus.any() else 0.0
+            weight = amount
+            if not bolus.all():
+                length = np.where(bolus, 1.0, duration)
+                ended = times - (start + length)
+                running = functions(2 if integral else 1, np.clip(since, 0.0, length)) @ unit
                 after = np.where(ended >= 0, ended, 0.0)
-                whole = np.broadcast_to(duration, times.shape)
+                whole = np.broadcast_to(length, times.shape)
                 full_1 = functions(1, whole) @ unit
                 if integral:
                     tail = functions(2, whole) @ unit + np.einsum("tmij,tmj->tmi", functions(1, after), full_1)
                 else:
                     tail = np.einsum("tmij,tmj->tmi", functions(0, after), full_1)
-                g = np.where((ended >= 0)[..., None], tail, running)
-                weight = amount / duration
+                infused = np.where((ended >= 0)[..., None], tail, running)
+                g = np.where(bolus[:, None], g, infused)
+                weight = np.where(bolus, amount, amount / length)
             result += (g * (given * weight)[..., None]).transpose(2, 0, 1)
         return result
 
@@ -255,9 +257,8 @@ class LinearSolution:
 
 def infusion_inputs(events: DoseEvents, times: np.ndarray, n: int, left: bool = False) -> np.ndarray:
     """(batch, n, T) total infusion rate into each state at times (batch, T) or (1, T)."""
-    infusion = np.flatnonzero(events.duration > 0)
     result = np.zeros((events.start.shape[0], n, times.shape[-1]))
-    for j in infusion:
+    for j in np.flatnonzero(events.infusions):
         start, end = events.start[:, j, None], events.end[:, j, None]
         active = (times > start) & (times <= end) if left else (times >= start) & (times < end)
         result[:, events.state[j]] += events.rate[:, j, None] * active
@@ -290,7 +291,7 @@ def _initial_modes(lam: np.ndarray, times: np.ndarray, integral: bool) -> np.nda
 def _dose_modes(lam, times, start, duration, amount, integral: bool, left: bool) -> np.ndarray:
     """(k, T, batch) modal response summed over a group of doses.
 
-    lam (k, 1, 1, batch); times (1, 1, T, batch); start and amount (1, D, 1, batch); duration (1, D, 1, 1).
+    lam (k, 1, 1, batch); times (1, 1, T, batch); start, amount and duration (1, D, 1, batch).
     """
     since = times - start
     bolus = duration == 0

@@ -27,19 +27,28 @@ from koopnb.simulate.linear import infusion_inputs
 
 IMPLICIT = ("BDF", "Radau")
 
+MAX_EVALUATIONS = 200_000
+"""Most right-hand-side evaluations between two dose events before the solve is given up (a bound on
+the time any solve can take: a solve_ivp step never shrinks below rounding but may take tiny steps)."""
+
 
 class OdeSolution:
-    """States, and running integrals of chosen outputs, of a nonlinear model on [0, horizon] hours.
+    """States, and running integrals of chosen outputs, of a nonlinear model on [start, horizon] hours.
 
-    Times must be shared by the batch, shape (n_times,), within [0, horizon].
+    ``initial`` (batch, n) is the state at ``start``; integrals run from ``start``.  Times must be shared
+    by the batch, shape (n_times,), within [start, horizon].  ``final`` holds every component (states,
+    then integrals) at the horizon, (n_components, batch).  A state or derivative that is not finite
+    stops the solve with a SimulationError naming the state and the time.
     """
 
     exact = False
 
     def __init__(self, compiled: CompiledModel, args: list[np.ndarray], initial: np.ndarray,
                  events: DoseEvents, horizon: float, integrate: tuple[int, ...] = (),
-                 rtol: float = 1e-8, atol: float = 1e-10, method: str = "DOP853", times=None):
+                 rtol: float = 1e-8, atol: float = 1e-10, method: str = "DOP853", times=None,
+                 start: float = 0.0):
         self.compiled = compiled
+        self.start = float(start)
         # Known output times (Model.simulate) are solved for directly: Runge–Kutta dense output on every
         # step costs more than the step itself, and only a few steps contain an output time.
         self.times = None if times is None else np.unique(np.asarray(times, dtype=float))
@@ -56,18 +65,40 @@ class OdeSolution:
         self._atol = atol / np.sqrt(size)
         self.method = method
         self.segments: list[tuple[float, float, object]] = []
+        self._evaluations = 0
         self._solve(initial)
 
     def _rhs(self, t: float, y: np.ndarray, rates: np.ndarray) -> np.ndarray:
         x = y.reshape(-1, self.batch)
         states = list(x[: self.n])
         derivative = np.empty_like(x)
-        derivative[: self.n] = self.compiled.rhs(t, *states, *self.args)
-        derivative[: self.n] += rates
-        if self.integrate:
-            outputs = self.compiled.output_values(t, *states, *self.args)
-            derivative[self.n:] = [outputs[k] for k in self.integrate]
+        with np.errstate(all="ignore"):  # a non-finite value is reported below, in words
+            derivative[: self.n] = self.compiled.rhs(t, *states, *self.args)
+            derivative[: self.n] += rates
+            if self.integrate:
+                outputs = self.compiled.output_values(t, *states, *self.args)
+                derivative[self.n:] = [outputs[k] for k in self.integrate]
+        if not np.isfinite(derivative).all():
+            self._not_finite(t, x, derivative)
+        self._evaluations += 1
+        if self._evaluations > MAX_EVALUATIONS:
+            raise SimulationError(f"the ODE solver needed more than {MAX_EVALUATIONS:,} evaluations of the "
+                                  f"model between two dose events (near t = {t:g} h); the model is too stiff "
+                                  f"for method={self.method!r} (try method='BDF') or its solution blows up")
         return derivative.ravel()
+
+    def _not_finite(self, t: float, x: np.ndarray, derivative: np.ndarray) -> None:
+        """Raise a SimulationError naming the first state (or integrated output) that is not finite."""
+        names = list(self.compiled.states) + [f"the integral of {self.compiled.outputs[k]}" for k in self.integrate]
+        bad_state = ~np.isfinite(x).all(axis=1)
+        if bad_state.any():
+            name = names[int(np.argmax(bad_state))]
+            raise SimulationError(f"state {name!r} is not finite at t = {t:g} h")
+        row = int(np.argmax(~np.isfinite(derivative).all(axis=1)))
+        value = derivative[row][~np.isfinite(derivative[row])][0]
+        what = f"the derivative of state {names[row]!r}" if row < self.n else names[row]
+        raise SimulationError(f"{what} is {value} at t = {t:g} h (check the model for a division by zero "
+                              "or a logarithm of zero, e.g. a state whose initial value is 0)")
 
     def _solve(self, initial: np.ndarray) -> None:
         # solve_ivp's error norms and Runge–Kutta combinations are BLAS dot products on long vectors;
@@ -77,8 +108,9 @@ class OdeSolution:
 
     def _solve_segments(self, initial: np.ndarray) -> None:
         events = self.events
-        boundaries = np.unique(np.concatenate([[0.0, self.horizon], events.start.ravel(), events.end.ravel()]))
-        boundaries = boundaries[(boundaries >= 0) & (boundaries <= self.horizon)]
+        boundaries = np.unique(np.concatenate([[self.start, self.horizon], events.start.ravel(),
+                                               events.end.ravel()]))
+        boundaries = boundaries[(boundaries >= self.start) & (boundaries <= self.horizon)]
         state = np.zeros((self.n + len(self.integrate), self.batch))
         state[: self.n] = initial.T
         dosed = np.eye(self.n)[events.state]  # (n_doses, n)
@@ -87,6 +119,7 @@ class OdeSolution:
             block = np.ones((len(state), len(state)))
             options["jac_sparsity"] = kron(block, identity(self.batch), format="csr")
         for a, b in itertools.pairwise(boundaries):
+            self._evaluations = 0
             bolus = (events.duration == 0) & (events.start == a)
             state[: self.n] += np.einsum("bd,di->ib", events.amount * bolus, dosed)
             active = (events.start <= a) & (events.end > a)
@@ -111,14 +144,15 @@ class OdeSolution:
                 self._at_times[:, :, wanted] = solution.y[:, kept].reshape(len(state), self.batch, -1)
             state = solution.y[:, -1].reshape(state.shape).copy()
         self._ends = np.array([b for _, b, _ in self.segments])
+        self.final = state
 
     def _evaluate(self, times, left: bool = False) -> np.ndarray:
         """(n_components, batch, n_times) stacked solution at shared times (left limits at boundaries if ``left``)."""
         times = np.asarray(times, dtype=float)
         if times.ndim != 1:
             raise SimulationError("a nonlinear model is evaluated at times shared by all parameter sets")
-        if times.size and (times.min() < 0 or times.max() > self.horizon * (1 + 1e-12)):
-            raise SimulationError(f"times must lie within [0, {self.horizon:g}] h for this solution")
+        if times.size and (times.min() < self.start or times.max() > self.horizon * (1 + 1e-12)):
+            raise SimulationError(f"times must lie within [{self.start:g}, {self.horizon:g}] h for this solution")
         if self.times is not None:
             index = np.searchsorted(self.times, times)
             if left or np.any(index >= len(self.times)) or np.any(self.times[np.minimum(index, len(self.times) - 1)]
@@ -140,7 +174,7 @@ class OdeSolution:
         return self._evaluate(times, left)[: self.n].transpose(1, 0, 2)
 
     def output_integrals(self, times) -> np.ndarray:
-        """(batch, n_integrated, n_times) ∫₀ᵗ output(s) ds for the outputs in ``integrate``."""
+        """(batch, n_integrated, n_times) ∫ output(s) ds from ``start`` to t for the outputs in ``integrate``."""
         return self._evaluate(times)[self.n:].transpose(1, 0, 2)
 
     def inputs(self, times, left: bool = False) -> np.ndarray:
