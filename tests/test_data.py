@@ -158,14 +158,18 @@ def test_addl_doses_are_expanded_into_rows_in_time_order():
         }
     )
     table = read_nonmem(raw)
-    assert "ADDL" not in table and "II" not in table
+    assert "ADDL" not in table
     assert table["EVID"].tolist() == [1, 1, 0, 1, 0, 1]
     np.testing.assert_array_equal(table["TIME"], [0, 12, 12, 24, 30, 36])
     doses = table[table["EVID"] == 1]
     np.testing.assert_array_equal(doses["TIME"], [0, 12, 24, 36])
     np.testing.assert_array_equal(doses["AMT"], 100)
     assert doses["CMT"].tolist() == [1, 1, 1, 1]
-    np.testing.assert_array_equal(doses["WT"], 70)
+    # II stays on the row that gave it; the added doses are plain doses without covariate values of their own
+    np.testing.assert_array_equal(doses["II"], [12, 0, 0, 0])
+    np.testing.assert_array_equal(doses["SS"], 0)
+    np.testing.assert_array_equal(doses["WT"], [70, np.nan, np.nan, np.nan])
+    assert subject_covariates(table) == {"WT": 70.0}
     assert subject_regimen(table) == Regimen.repeat(100, every=12, count=4, cmt="1")
 
 
@@ -234,10 +238,8 @@ def test_observations_without_blq_column_have_an_all_false_mask(tmp_path):
     np.testing.assert_array_equal(blq, [False])
 
 
-def test_covariates_take_the_baseline_value(tmp_path):
-    raw = pd.DataFrame(
-        {"TIME": [0, 1, 2], "AMT": [1, 0, 0], "DV": [".", 2, 3], "CRCL": [".", 90, 60], "WT": 70}
-    )
+def test_covariates_constant_within_a_subject_are_a_dict(tmp_path):
+    raw = pd.DataFrame({"TIME": [0, 1, 2], "AMT": [1, 0, 0], "DV": [".", 2, 3], "CRCL": [".", 90, "."], "WT": 70})
     assert subject_covariates(raw) == {"CRCL": 90.0, "WT": 70.0}
     assert subject_covariates(read_nonmem(write(tmp_path, SMALL)), 2) == {"WT": 80.0}
 
@@ -278,20 +280,31 @@ def raw_error(text, tmp_path):
         ("ID,TIME,DV,MDV\n1,0,1,0\n1,1,.,0", 2, "DV", "an observation row (EVID 0, MDV 0) needs a finite DV"),
         ("ID,TIME,DV\n1,0,1\n1,1,inf", 2, "DV", "needs a finite DV, not 'inf'"),
         ("ID,TIME,AMT,RATE,DUR,DV\n1,0,100,50,3,.", 1, "RATE", "RATE '50' and DUR disagree"),
-        ("ID,TIME,AMT,RATE,DV\n1,0,100,-2,.", 1, "RATE", "RATE '-2' (a modelled rate or duration) is not"),
+        ("ID,TIME,AMT,RATE,DV\n1,0,100,-1,.", 1, "RATE", "RATE '-1' (a rate modelled in NONMEM's $PK) is not"),
         ("ID,TIME,AMT,RATE,DV\n1,0,100,-5,.", 1, "RATE", "RATE must be a finite number >= 0"),
         ("ID,TIME,AMT,DUR,DV\n1,0,100,-1,.", 1, "DUR", "DUR must be a finite number >= 0"),
         ("ID,TIME,AMT,ADDL,DV\n1,0,100,3,.", 1, "ADDL", "ADDL doses need an interval II > 0 h"),
         ("ID,TIME,AMT,ADDL,II,DV\n1,0,100,3,0,.", 1, "II", "ADDL doses need an interval II > 0 h"),
         ("ID,TIME,AMT,ADDL,II,DV\n1,0,100,1.5,12,.", 1, "ADDL", "ADDL must be a whole number"),
         ("ID,TIME,AMT,ADDL,II,DV\n1,0,0,2,12,1", 1, "ADDL", "ADDL '2' is only for dose rows"),
-        ("ID,TIME,AMT,SS,II,DV\n1,0,100,1,12,.", 1, "SS", "steady-state dose rows (SS) are not supported"),
-        ("ID,TIME,AMT,EVID,DV\n1,0,100,4,.", 1, "EVID", "EVID '4' (a reset) is not supported"),
-        ("ID,TIME,AMT,EVID,DV\n1,0,100,3,.", 1, "EVID", "(a reset) is not supported"),
-        ("ID,TIME,AMT,EVID,DV\n1,0,100,1,.\n1,1,0,7,.", 2, "EVID", "'7' is not a valid EVID (use 0, 1, 2)"),
-        ("ID,TIME,AMT,EVID,DV\n1,0,.,1,.", 1, "AMT", "a dose row (EVID 1) needs an AMT"),
+        ("ID,TIME,AMT,SS,DV\n1,0,100,1,.", 1, "SS", "a steady-state dose (SS 1 or 2) needs the dosing interval II"),
+        ("ID,TIME,AMT,SS,II,DV\n1,0,100,2,0,.", 1, "II", "needs the dosing interval II > 0 h, not '0'"),
+        ("ID,TIME,AMT,SS,II,DV\n1,0,100,3,12,.", 1, "SS", "'3' is not a valid SS (use 0, 1, 2)"),
+        ("ID,TIME,AMT,SS,II,DV\n1,0,0,1,12,5", 1, "SS", "SS '1' is only for dose rows (EVID 1 or 4)"),
+        ("ID,TIME,AMT,SS,II,DUR,DV\n1,0,100,1,12,13,.", 1, "DUR", "a steady-state infusion of 13 h repeated every"),
+        ("ID,TIME,AMT,RATE,DUR,DV\n1,0,100,-2,3,.", 1, "DUR", "RATE -2 means the model gives the infusion duration"),
+        ("ID,TIME,AMT,EVID,DV\n1,0,100,1,.\n1,1,0,7,.", 2, "EVID", "'7' is not a valid EVID (use 0, 1, 2, 3, 4)"),
+        ("ID,TIME,AMT,EVID,DV\n1,0,.,1,.", 1, "AMT", "a dose row (EVID 1 or 4) needs an AMT"),
+        ("ID,TIME,AMT,EVID,DV\n1,0,.,4,.", 1, "AMT", "a dose row (EVID 1 or 4) needs an AMT"),
+        ("ID,TIME,AMT,EVID,DV\n1,0,100,3,.", 1, "AMT", "a row with EVID 2 or 3 cannot have AMT '100'"),
+        ("ID,TIME,AMT,EVID,DV\n1,0,100,1,.\n1,0,.,3,.", 2, "EVID", "the reset (EVID '3') follows a dose at the same"),
+        ("ID,TIME,AMT,EVID,DV\n1,5,100,1,.\n1,0,100,4,.", 2, "TIME", "TIME '0' goes back at a reset"),
+        ("ID,TIME,AMT,ADDL,II,DV\n1,0,100,10001,12,.", 1, "ADDL",
+         "ADDL '10001' is more than the limit of 10,000 additional doses per row"),
+        ("ID,TIME,DV,OCC\n1,0,1,1\n1,1,2,.", 2, "OCC", "every row needs an OCC (occasion number)"),
+        ("ID,TIME,DV,OCC\n1,0,1,1\n1,1,2,1.5", 2, "OCC", "OCC must be a whole number (the occasion), not '1.5'"),
         ("ID,TIME,AMT,EVID,DV\n1,0,5,0,1", 1, "AMT", "an observation row (EVID 0) cannot have AMT '5'"),
-        ("ID,TIME,AMT,MDV,DV\n1,0,5,0,.", 1, "MDV", "a dose or other-event row must have MDV 1"),
+        ("ID,TIME,AMT,MDV,DV\n1,0,5,0,.", 1, "MDV", "a row that is not an observation (EVID 1 to 4) must have MDV 1"),
         ("ID,TIME,MDV,DV\n1,0,2,1", 1, "MDV", "'2' is not a valid MDV (use 0, 1)"),
         ("ID,TIME,CMT,DV\n1,0,0,1", 1, "CMT", "CMT '0' must be a compartment number >= 1"),
         ("ID,TIME,CMT,DV\n1,0,1.5,1", 1, "CMT", "CMT '1.5' must be a compartment number"),

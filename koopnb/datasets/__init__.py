@@ -13,7 +13,7 @@ import pandas as pd
 
 from koopnb.data import read_nonmem
 
-__all__ = ["indomethacin", "theophylline"]
+__all__ = ["indomethacin", "quinidine", "theophylline"]
 
 INDOMETHACIN_DOSE_MG = 25.0
 """The intravenous bolus of every indomethacin subject (Kwan et al. 1976); not in the table itself."""
@@ -87,3 +87,42 @@ def indomethacin() -> pd.DataFrame:
 def _csv(name: str) -> pd.DataFrame:
     with resources.files(__name__).joinpath(name).open("r", encoding="utf-8") as handle:
         return pd.read_csv(handle)
+
+
+def quinidine() -> pd.DataFrame:
+    """Quinidine in routine care: 136 hospitalised men on oral quinidine, 1471 rows, 361 concentrations.
+
+    Source: Verme, Ludden, Clementi and Harris (1992), Clin Pharmacokinet 22:468–480, as distributed
+    in R's ``nlme`` package (``nlme::Quinidine``; Pinheiro and Bates 2000, Appendix A.25).
+
+    A therapeutic-drug-monitoring data set: irregular oral doses, steady-state doses and levels drawn
+    at irregular times, with covariates that change during the stay.  Columns: ID; TIME (h since the
+    patient entered the study); AMT, the dose in mg of quinidine base, on dose rows (EVID 1, CMT 1,
+    the depot of an oral model); a dose row that nlme marks with a dosing interval is a steady-state
+    dose (SS 1, II that interval in h: the patient had taken it every II hours long enough to be at
+    steady state, which is how nlme's model reads it); DV, the serum concentration (mg/L), on
+    observation rows (EVID 0, CMT 2); rows with neither (82) record covariate changes (EVID 2).
+    Covariates, as published, on every row: AGE (years), HEIGHT (inches), WEIGHT (kg), RACE, SMOKE,
+    ETHANOL, HEART (congestive heart failure: No/Mild, Moderate, Severe), CREATININE (creatinine
+    clearance, "< 50" or ">= 50" mL/min) and GLYCO (alpha-1 acid glycoprotein; see README.md for
+    its unit).  GLYCO changes within 89 patients, WEIGHT within 34, CREATININE within 12.
+    """
+    raw = _csv("quinidine.csv")
+    dose = raw["dose"].notna()
+    observed = raw["conc"].notna()
+    table = pd.DataFrame(
+        {
+            "ID": raw["Subject"],
+            "TIME": raw["time"],
+            "AMT": raw["dose"].fillna(0.0),
+            "DV": raw["conc"],
+            "EVID": np.select([dose, observed], [1, 0], 2),
+            "CMT": np.select([dose, observed], [1, 2], 0),
+            "SS": raw["interval"].notna().astype(int),
+            "II": raw["interval"].fillna(0.0),
+        }
+    )
+    table["CMT"] = table["CMT"].where(table["CMT"] > 0)
+    for name in ("Age", "Height", "Weight", "Race", "Smoke", "Ethanol", "Heart", "Creatinine", "glyco"):
+        table[name.upper()] = raw[name]
+    return read_nonmem(table.sort_values("ID", kind="stable"))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from koopnb.data import OUTPUT_COLUMNS, read_nonmem, subject_covariates, subject_observations, subject_regimen
+from koopnb.data import SubjectData, read_nonmem, split_subjects, subject_data
 from koopnb.errors import DataError, FitError
 from koopnb.inference.pieces import RULES, values_at
 from koopnb.regimen import Regimen
@@ -99,8 +99,8 @@ def all_subjects(model, data, covariates, output: str, *, covariate_interpolatio
         unknown = [name for name in names if name not in model.covariates]
         if unknown:
             raise FitError(_unknown_covariate(unknown[0], model))
-    found = [_checked(model, _from_table(model, table, subject, covariates, output, rule, occasions), output)
-             for subject in table["ID"].unique()]
+    found = [_checked(model, _from_piece(model, piece, covariates, output, rule, occasions), output)
+             for piece in split_subjects(table, covariate_interpolation=rule).values()]
     if not found:
         raise FitError("the table holds no subjects")
     return found
@@ -108,23 +108,16 @@ def all_subjects(model, data, covariates, output: str, *, covariate_interpolatio
 
 def _from_table(model, table: pd.DataFrame, subject: Any, covariates, output: str, rule: str,
                 occasions: str | None) -> Subject:
-    times, values, below = subject_observations(table, subject)
-    regimen = subject_regimen(table, subject)
-    who = f"subject {plain(subject)}"
-    chosen = _covariates(model, _table_covariates(table, subject, rule), covariates, who, rule)
-    rows = table[table["ID"] == subject]
-    return Subject(subject, regimen, times, values, below, chosen, rule,
-                   _occasions(model, rows, occasions, regimen, times, subject))
+    return _from_piece(model, subject_data(table, subject, covariate_interpolation=rule), covariates, output, rule,
+                       occasions)
 
 
-def _table_covariates(table: pd.DataFrame, subject: Any, rule: str):
-    """The subject's covariates as the data reader gives them: constants, or a history (contract 3)."""
-    try:
-        return subject_covariates(table, subject, covariate_interpolation=rule)
-    except TypeError:  # a reader without histories: every covariate column is read here as a history
-        rows = table[table["ID"] == subject]
-        names = [c for c in rows.columns if c not in (*OUTPUT_COLUMNS, "BLQ", "LLOQ", "OCC", "SS", "II")]
-        return rows[["TIME", *names]].reset_index(drop=True)
+def _from_piece(model, piece: SubjectData, covariates, output: str, rule: str, occasions: str | None) -> Subject:
+    """A subject from its piece of the tidy table (split once: no per-subject pass over the whole table)."""
+    chosen = _covariates(model, piece.covariates, covariates, f"subject {plain(piece.id)}", rule)
+    rows = piece.rows if piece.occasions is not None and occasions is None and iov_of(model) else None
+    return Subject(piece.id, piece.regimen, piece.times, piece.values, piece.blq, chosen, rule,
+                   _occasions(model, rows, occasions, piece.regimen, piece.times, piece.id))
 
 
 def _rule(covariate_interpolation: str | None) -> str:
