@@ -4,6 +4,7 @@ The public surface is listed in ``__all__``; everything else is internal.
 """
 
 from koopnb import datasets
+from koopnb.data import DataWarning, read_nonmem, split_subjects, subject_covariates, subject_regimen
 from koopnb.distributions import (
     Empirical,
     Joint,
@@ -67,6 +68,7 @@ __all__ = [
     "Conc",
     "ConvergenceWarning",
     "DataError",
+    "DataWarning",
     "DistributionError",
     "Dose",
     "DoseResult",
@@ -104,7 +106,11 @@ __all__ = [
     "optimize_regimen",
     "parse_model",
     "probability",
+    "read_nonmem",
     "report",
     "simulate_ward",
+    "split_subjects",
+    "subject_covariates",
+    "subject_regimen",
     "virtual_trial",
 ]
