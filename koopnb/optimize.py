@@ -1,7 +1,7 @@
 """Dose and regimen optimisation under parameter uncertainty.
 
 The search uses a deterministic, smooth objective — a fixed quadrature rule, never random draws — and
-the chosen dose is then certified with a full-accuracy expectation and its error bound.
+the chosen dose is then certified with a full-accuracy expectation and its error estimate.
 
 Window objectives are pre-integrated (see koopnb.expectation.preintegration): along the conditioning
 direction each metric is tabulated on a fixed grid of s, and the window's ends are found by monotone
@@ -26,6 +26,7 @@ from scipy.special import ndtr
 
 from koopnb.errors import ExpectationError, KoopnbError
 from koopnb.expectation import ExpectationResult, expectation, probability
+from koopnb.expectation.families import HERMITE, ProductMeasure, product_measure
 from koopnb.expectation.gauss import tensor_rule
 from koopnb.expectation.integrand import AllWindows, Integrand
 from koopnb.expectation.lines import MonotoneLines, NotMonotone
@@ -38,10 +39,20 @@ LINE_POINTS = 33
 """Points per conditioning line in the search table (spacing about 0.3 standard deviations)."""
 OUTER_ORDERS = (4, 6, 9, 12, 16, 24)
 """Gauss–Hermite orders per remaining direction tried for the search table, until two agree."""
+GRID_PER_DECADE = 200
+"""Search doses per factor of ten, evenly spaced in log-dose, when one table serves every dose (metrics
+proportional to the dose): neighbours differ by 1.2 %, so no window wider than that is stepped over."""
 GRID = 201
-"""Doses on the search grid when one table serves every dose (metrics proportional to the dose)."""
+"""Fewest search doses when one table serves every dose."""
 GRID_NONLINEAR = 17
-"""Doses on the search grid when each dose needs its own model evaluations; the best is then polished."""
+"""Fewest search doses (evenly spaced in log-dose, at least 6 per factor of ten) when each dose needs its own
+model evaluations; while no grid dose reaches the window, the midpoints (in log-dose) are added, up to
+BRACKET_ROUNDS times; the best is then polished."""
+BRACKET_ROUNDS = 3
+MAX_DOSES = 100_000
+"""Most candidate doses (multiples of ``step`` within the bounds, or ``grid``) that a search takes."""
+MAX_DECADES = 12.0
+"""Widest dose range, high/low ≤ 10^12."""
 SEARCH_ATOL = 1e-4
 """Accuracy of the search objective; being one fixed rule, its error varies smoothly with the dose and
 barely moves the optimum."""
@@ -117,7 +128,7 @@ def optimize_dose(model, regimen: Regimen, dist, target, bounds: tuple[float, fl
     Either way the chosen dose is certified by a Koopman expectation to ``rtol``/``atol``.
     """
     started = time.perf_counter()
-    reference, low, high = _check(regimen, bounds, step)
+    reference, low, high = _check(regimen, bounds, step, grid)
     if method not in ("koopman", "montecarlo"):
         raise ExpectationError(f"unknown method {method!r}; use 'koopman' or 'montecarlo'")
     if isinstance(target, Target):
@@ -127,15 +138,20 @@ def optimize_dose(model, regimen: Regimen, dist, target, bounds: tuple[float, fl
     objective = (_KoopmanWindows(model, regimen, dist, windows, reference, covariates, atol, (low, high))
                  if method == "koopman" else _MonteCarloWindows(model, regimen, dist, windows, reference,
                                                                 covariates, n, seed))
-    if step:
-        doses = step * np.arange(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1)
-        values = objective(doses)
+    multiples = _multiples(low, high, step) if step else None
+    if multiples is not None and (objective.scaling or len(multiples) <= GRID_NONLINEAR):
+        doses, values = multiples, objective(multiples)
         best = float(doses[int(np.argmax(values))])
     else:
-        # Without proportionality every grid dose costs its own model evaluations: a coarser grid, then polish.
-        doses = np.linspace(low, high, grid or (GRID if objective.scaling else GRID_NONLINEAR))
-        values = objective(doses)
+        doses, values = _bracket(objective, low, high, grid)
         best = _refine_maximum(objective, doses, values) if method == "koopman" else float(doses[np.argmax(values)])
+        if multiples is not None:  # each multiple costs its own evaluations: the two around the optimum
+            near = multiples[np.clip(np.searchsorted(multiples, best) + np.array([-1, 0]), 0, len(multiples) - 1)]
+            near_values = objective(near)
+            doses, values = np.concatenate([doses, near]), np.concatenate([values, near_values])
+            order = np.argsort(doses)
+            doses, values = doses[order], values[order]
+            best = float(near[int(np.argmax(near_values))])
     chosen = regimen.scaled(best / reference)
     target_object = AllWindows(windows) if len(windows) > 1 else windows[0]
     certified = probability(target_object, model, chosen, dist, rtol=rtol, atol=atol, covariates=covariates)
@@ -149,7 +165,7 @@ def optimize_dose(model, regimen: Regimen, dist, target, bounds: tuple[float, fl
                       search_evals=objective.n_evals)
 
 
-def _check(regimen: Regimen, bounds, step) -> tuple[float, float, float]:
+def _check(regimen: Regimen, bounds, step, grid=None) -> tuple[float, float, float]:
     if not isinstance(regimen, Regimen) or not regimen.doses:
         raise KoopnbError("optimize_dose needs a regimen with at least one dose to scale")
     reference = float(regimen.doses[0].amount)
@@ -161,12 +177,52 @@ def _check(regimen: Regimen, bounds, step) -> tuple[float, float, float]:
         raise KoopnbError(f"bounds must be two doses (low, high), not {bounds!r}") from None
     if not (0 < low < high and np.isfinite(high)):
         raise KoopnbError(f"dose bounds must satisfy 0 < low < high, got ({low:g}, {high:g})")
+    if math.log10(high / low) > MAX_DECADES:
+        raise KoopnbError(f"the dose bounds ({low:g}, {high:g}) span more than 10^{MAX_DECADES:g}; narrow them")
     if step is not None:
-        if not (step > 0 and np.isfinite(step)):
+        if isinstance(step, bool) or not isinstance(step, (int, float, np.integer, np.floating)) or not (
+                step > 0 and np.isfinite(step)):
             raise KoopnbError(f"the dose step must be a positive number, got {step!r}")
-        if math.floor(high / step + 1e-9) < math.ceil(low / step - 1e-9):
+        count = math.floor(high / step + 1e-9) - math.ceil(low / step - 1e-9) + 1
+        if count < 1:
             raise KoopnbError(f"no multiple of {step:g} lies between {low:g} and {high:g}")
+        if count > MAX_DOSES:
+            raise KoopnbError(f"a step of {step:g} gives {count:,} doses between {low:g} and {high:g}, more than "
+                              f"{MAX_DOSES:,}; use a larger step")
+    if grid is not None and (isinstance(grid, bool) or not isinstance(grid, (int, np.integer))
+                             or not 2 <= grid <= MAX_DOSES):
+        raise KoopnbError(f"grid must be a whole number of doses from 2 to {MAX_DOSES:,}, got {grid!r}")
     return reference, low, high
+
+
+def _multiples(low: float, high: float, step: float) -> np.ndarray:
+    return step * np.arange(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1)
+
+
+def _bracket(objective, low: float, high: float, grid: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Search doses evenly spaced in log-dose, and the objective there.
+
+    One table serves every dose of a proportional model, so its grid is fine (GRID_PER_DECADE); otherwise the
+    grid is coarse and, while no dose reaches INFEASIBLE, the log-midpoints are added (up to BRACKET_ROUNDS
+    times), so that a window narrower than the first spacing is still found wherever it lies.
+    """
+    decades = math.log10(high / low)
+    if grid is not None:
+        count = grid
+    elif objective.scaling:
+        count = max(GRID, math.ceil(GRID_PER_DECADE * decades) + 1)
+    else:
+        count = max(GRID_NONLINEAR, math.ceil(6 * decades) + 1)
+    doses = np.geomspace(low, high, count)
+    doses[[0, -1]] = low, high
+    values = objective(doses)
+    for _ in range(0 if grid is not None else BRACKET_ROUNDS):
+        if np.max(values) >= INFEASIBLE:
+            break
+        middles = np.sqrt(doses[:-1] * doses[1:])
+        doses = np.insert(doses, np.arange(1, len(doses)), middles)
+        values = np.insert(values, np.arange(1, len(values)), objective(middles))
+    return doses, values
 
 
 def _windows(target) -> list[Window]:
@@ -206,14 +262,14 @@ def scales_with_dose(model, metrics: Sequence[Metric]) -> bool:
 
 
 def _refine_maximum(objective, doses: np.ndarray, values: np.ndarray) -> float:
-    """Polish the best grid dose with a bounded scalar search between its neighbours."""
+    """Polish the best grid dose with a bounded scalar search in log-dose between its neighbours."""
     i = int(np.argmax(values))
     lo, hi = doses[max(i - 1, 0)], doses[min(i + 1, len(doses) - 1)]
     if values[i] <= 0 or hi <= lo:
         return float(doses[i])
-    result = minimize_scalar(lambda d: -float(objective(np.array([d]))[0]), bounds=(lo, hi), method="bounded",
-                             options={"xatol": 1e-7 * max(abs(hi), 1.0)})
-    return float(result.x) if -result.fun >= values[i] else float(doses[i])
+    result = minimize_scalar(lambda x: -float(objective(np.array([math.exp(x)]))[0]),
+                             bounds=(math.log(lo), math.log(hi)), method="bounded", options={"xatol": 1e-9})
+    return float(min(max(math.exp(result.x), lo), hi)) if -result.fun >= values[i] else float(doses[i])
 
 
 class _KoopmanWindows:
@@ -238,7 +294,7 @@ class _KoopmanWindows:
         middle = float(np.sqrt(bounds[0] * bounds[1]))
         self.u = self._direction(middle)
         self.basis = complement(self.u)
-        self.outer, self.weights = self._outer_rule(dim, self.tolerance, np.linspace(*bounds, 9))
+        self.outer, self.weights = self._outer_rule(dim, self.tolerance, np.geomspace(*bounds, 9))
 
     @property
     def n_evals(self) -> int:
@@ -314,6 +370,7 @@ class _MonteCarloWindows:
         self.scaling = scales_with_dose(model, self.metrics)
         self.integrand = Integrand(self.metrics, model, regimen, dist, covariates)
         self._values = self._evaluate(reference) if self.scaling else None
+        self._sorted = None
 
     @property
     def n_evals(self) -> int:
@@ -324,12 +381,27 @@ class _MonteCarloWindows:
         return self.integrand(self.draws)
 
     def __call__(self, doses: np.ndarray) -> np.ndarray:
+        doses = np.atleast_1d(np.asarray(doses, dtype=float))
+        if self.scaling and len(self.windows) == 1:
+            return self._fraction_inside(doses)
         result = []
-        for dose in np.atleast_1d(doses):
+        for dose in doses:  # several windows at once, or a model whose metrics need each dose simulated
             values = self._values * (dose / self.reference) if self.scaling else self._evaluate(float(dose))
             inside = np.prod([w.indicator(values[:, k]) for k, w in enumerate(self.windows)], axis=0)
             result.append(inside.mean())
         return np.array(result)
+
+    def _fraction_inside(self, doses: np.ndarray) -> np.ndarray:
+        """The share of draws in one window at every dose at once: the metric at dose d is (d/reference)·v, so
+        low ≤ (d/ref)·v < high is low·ref/d ≤ v < high·ref/d, counted on the sorted draws."""
+        if self._sorted is None:
+            self._sorted = np.sort(self._values[:, 0])
+        window, factor = self.windows[0], self.reference / doses
+        below_high = (np.full(len(doses), len(self._sorted)) if window.high is None
+                      else np.searchsorted(self._sorted, window.high * factor, side="left"))
+        below_low = (np.zeros(len(doses), dtype=int) if window.low is None
+                     else np.searchsorted(self._sorted, window.low * factor, side="left"))
+        return (below_high - below_low) / len(self._sorted)
 
 
 def _optimize_target(model, regimen, dist, target: Target, reference, low, high, step, method, covariates,
@@ -348,7 +420,8 @@ def _optimize_target(model, regimen, dist, target: Target, reference, low, high,
         mean_at, evals_of = _fixed_rule_mean(model, regimen, dist, metric, reference, covariates, rtol, atol,
                                              method, n, seed)
         evals_of_search = evals_of
-    doses = np.linspace(low, high, 41)
+    doses = np.geomspace(low, high, 41)
+    doses[[0, -1]] = low, high
     curve = np.array([mean_at(d) for d in doses])
     lo_value, hi_value = curve[0], curve[-1]
     feasible = min(lo_value, hi_value) <= target.value <= max(lo_value, hi_value)
@@ -356,8 +429,9 @@ def _optimize_target(model, regimen, dist, target: Target, reference, low, high,
         best = brentq(lambda d: mean_at(d) - target.value, low, high, xtol=1e-10 * high, rtol=1e-12)
     else:
         best = low if abs(lo_value - target.value) < abs(hi_value - target.value) else high
-    if step:
-        candidates = step * np.arange(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1)
+    if step:  # the expected metric is monotone in the dose here: the closest multiple is next to the root
+        multiples = _multiples(low, high, step)
+        candidates = multiples[np.clip(np.searchsorted(multiples, best) + np.array([-1, 0]), 0, len(multiples) - 1)]
         best = float(candidates[np.argmin(np.abs([mean_at(d) - target.value for d in candidates]))])
     if not scales_with_dose(model, [metric]):
         evals += evals_of_search()
@@ -376,9 +450,9 @@ def _fixed_rule_mean(model, regimen, dist, metric, reference, covariates, rtol, 
     dose (Koopman), or fixed draws (Monte Carlo, common random numbers)."""
     if method == "koopman":
         found = expectation(metric, model, regimen, dist, rtol=rtol, atol=atol, covariates=covariates, rule="tensor")
-        orders = tuple(int(o) for o in found.rule.split("Gauss-Hermite ")[1].split(" ")[0].split("x"))
-        nodes, weights = tensor_rule(orders)
-        points = dist.from_normal(nodes)
+        measure = product_measure(dist) or ProductMeasure((HERMITE,) * dist.dim, dist.from_normal)
+        nodes, weights = tensor_rule(found.orders, measure.families)
+        points = measure.to_params(nodes)
         spent = found.n_evals
     else:
         points, weights, spent = dist.sample(int(n), seed), np.full(int(n), 1.0 / int(n)), 0

@@ -367,12 +367,12 @@ def test_regimen_for_a_target(vancomycin):
 
 def test_result_summary_and_plot(theophylline):
     result = kn.optimize_dose(theophylline, kn.Regimen([kn.Dose(320.0)], unit="mg"), theophylline.prior(),
-                              kn.Window(kn.AUC(0, 24), 80.0, 120.0), bounds=(50.0, 1000.0), grid=101)
+                              kn.Window(kn.AUC(0, 24), 80.0, 120.0), bounds=(50.0, 1000.0), grid=201)
     summary = result.to_dict()
     assert json.loads(json.dumps(summary)) == summary
     assert summary["unit"] == "mg" and summary["method"] == "koopman"
     assert "mg" in str(result) and "converged" in str(result)
-    assert result.curve_doses.shape == result.curve_values.shape == (101,)
+    assert result.curve_doses.shape == result.curve_values.shape == (201,)
     assert result.curve_values.max() == pytest.approx(result.objective, abs=1e-3)
     figure = plot_probability_vs_dose(result)
     assert isinstance(figure, Figure)
@@ -392,3 +392,46 @@ def test_plot_for_a_target_on_given_axes(dose_over_cl):
     assert plot_probability_vs_dose(result, ax=ax) is figure
     assert ax.get_ylabel().startswith("E[")
     assert any(np.allclose(line.get_ydata(), 40.0) for line in ax.lines[1:])
+
+
+# --- wide bounds, and limits ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("high", [1e5, 1e6, 1e9])
+def test_wide_bounds_find_the_same_dose(theophylline, high):
+    """The search runs in log-dose: a million-fold range cannot step over a window a few percent wide in dose."""
+    regimen, window = kn.Regimen([kn.Dose(320.0)]), kn.Window(kn.AUC(0, 24), 80.0, 120.0)
+    narrow = kn.optimize_dose(theophylline, regimen, theophylline.prior(), window, bounds=(100.0, 1000.0))
+    wide = kn.optimize_dose(theophylline, regimen, theophylline.prior(), window, bounds=(1.0, high))
+    assert wide.feasible and wide.dose == pytest.approx(narrow.dose, rel=1e-4)
+
+
+def test_wide_bounds_find_a_narrow_window_of_a_nonlinear_model():
+    """Michaelis–Menten (each dose simulated on its own): a window reached only near one dose in 1..1e6 mg."""
+    model = kn.parse_model(MICHAELIS_MENTEN)
+    regimen, window = kn.Regimen([kn.Dose(600.0)]), kn.Window(kn.AUC(0, 24), 150.0, 250.0)
+    narrow = kn.optimize_dose(model, regimen, model.prior(), window, bounds=(200.0, 1500.0))
+    wide = kn.optimize_dose(model, regimen, model.prior(), window, bounds=(1.0, 1e6))
+    assert wide.feasible and wide.dose == pytest.approx(narrow.dose, rel=1e-3)
+
+
+def test_monte_carlo_search_on_sorted_draws_equals_the_dose_by_dose_count(theophylline):
+    regimen, window = kn.Regimen([kn.Dose(320.0)]), kn.Window(kn.AUC(0, 24), 80.0, 120.0)
+    result = kn.optimize_dose(theophylline, regimen, theophylline.prior(), window, bounds=(50.0, 1000.0),
+                              method="montecarlo", n=5000, seed=4)
+    auc = kn.AUC(0, 24).evaluate(theophylline, theophylline.prior().sample(5000, seed=4), regimen)
+    by_dose = np.array([window.indicator(auc * d / 320.0).mean() for d in result.curve_doses])
+    np.testing.assert_array_equal(result.curve_values, by_dose)
+
+
+@pytest.mark.parametrize("bounds, step, grid, words", [
+    ((1.0, 1e5), 1e-6, None, "more than 100,000; use a larger step"),
+    ((1.0, 1e5), 0.5, None, "more than 100,000"),
+    ((1e-9, 1e6), None, None, r"span more than 10\^12"),
+    ((1.0, 100.0), None, 10**7, "grid must be a whole number of doses from 2 to 100,000"),
+    ((1.0, 100.0), None, 1, "grid must be a whole number"),
+    ((1.0, 100.0), "5", None, "step must be a positive number"),
+])
+def test_search_size_limits(dose_over_cl, bounds, step, grid, words):
+    window = kn.Window(kn.Conc(1.0), 30.0, 50.0)
+    with pytest.raises(KoopnbError, match=words):
+        kn.optimize_dose(dose_over_cl, ONE_BOLUS, dose_over_cl.prior(), window, bounds=bounds, step=step, grid=grid)
