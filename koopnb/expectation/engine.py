@@ -62,7 +62,7 @@ def expectation(g, model, regimen, dist: Distribution, method: str = "koopman", 
         zero = outcome.error == 0
         if np.any(zero):  # a sample with no spread (e.g. no draw in the window) earns no zero error
             outcome.error = np.where(zero, 3.0 / int(n), outcome.error)
-            warnings.append("every draw gave the same value; the error shown is the rule-of-three bound 3/n")
+            warnings.append("every draw gave the same value; the error shown is the rule-of-three estimate 3/n")
         outcomes = [(list(range(len(items))), outcome)]
     elif method == "qmc" or rule == "qmc":
         outcomes = [(list(range(len(items))), _qmc(integrand, dist, rtol, atol, seed, max_nodes, counter))]

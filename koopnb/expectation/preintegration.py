@@ -209,9 +209,9 @@ def _integrate(conditional: Preintegrated, dim, rtol, atol, max_nodes, counter, 
     """The outer integral of the conditional probability over the remaining d − 1 directions."""
     if dim == 1:
         value = conditional(np.zeros((1, 0)))[0]
-        bound = np.full(1, 0.4 * root_tolerance + tail)
-        return Outcome(value, bound, True, "pre-integration (1-D, exact up to root finding)",
-                       [(counter(), value, bound)])
+        error = np.full(1, 0.4 * root_tolerance + tail)
+        return Outcome(value, error, True, "pre-integration (1-D, exact up to root finding)",
+                       [(counter(), value, error)])
     driver = smolyak_adaptive if rule == "smolyak" else tensor_adaptive
     # The outer rule gets 90 % of the tolerance: the tail and root-finding terms take the rest.
     outcome = driver(conditional, dim - 1, 0.9 * rtol, 0.9 * atol, max_nodes, counter)

@@ -148,7 +148,7 @@ class KoopnbMagics(Magics):
     @argument("-o", "--output", default=None, help="variable the DoseResult is bound to")
     def pkdose(self, line: str) -> None:
         """The dose (every dose of --regimen scaled alike) that maximises the probability of --window, or
-        whose expected metric equals --target; certified with its error bound."""
+        whose expected metric equals --target; certified with its error estimate."""
         args = _parse(self.pkdose, line)
         if (args.window is None) == (args.target is None):
             raise UsageError("%pkdose needs exactly one of --window and --target")
