@@ -4,6 +4,7 @@ The public surface is listed in ``__all__``; everything else is internal.
 """
 
 from koopnb import datasets
+from koopnb.covariates import CovariateHistory
 from koopnb.data import DataWarning, read_nonmem, split_subjects, subject_covariates, subject_regimen
 from koopnb.distributions import (
     Empirical,
@@ -69,6 +70,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "DataWarning",
+    "CovariateHistory",
     "DistributionError",
     "Dose",
     "DoseResult",
