@@ -80,34 +80,31 @@ def plot_individual_fit(posterior: Posterior, level: float = 0.9, n: int = 400, 
 
 
 def plot_goodness_of_fit(population: PopulationPosterior) -> Figure:
-    """Observed against population-predicted (typical values) and individual-predicted (posterior
-    median parameters) concentrations for every subject, with the line of identity."""
-    model = population.model
-    subjects = [posterior.subject for posterior in population.individuals.values()]
-    stack = StackedSubjects(model, subjects, population.output)
-    typical = population.typical
-    rows = np.arange(len(subjects))
-    population_parameters = np.tile([typical[name] for name in model.parameters], (len(subjects), 1))
-    individual_parameters = population_parameters.copy()
-    for s, posterior in enumerate(population.individuals.values()):
-        for name, values in posterior.samples.items():
-            individual_parameters[s, model.parameters.index(name)] = np.median(values)
-    used = stack.used & ~stack.below
-    observed = stack.values[used]
-    figure = Figure(figsize=(9.0, 4.2), layout="constrained")
-    axes = figure.subplots(1, 2)
-    for ax, parameters, label in ((axes[0], population_parameters, "population prediction"),
-                                  (axes[1], individual_parameters, "individual prediction")):
-        predicted = stack.predict(rows, parameters)[used]
-        top = float(max(observed.max(), np.nanmax(predicted))) * 1.05
+    """The usual four goodness-of-fit panels from ``population.table()``: observed (DV) against the population
+    prediction (PRED) and the individual prediction (IPRED) with the line of identity; conditional weighted
+    residuals (CWRES) against time and against PRED, with zero and ±2 marked.  Observations below a
+    quantification limit are left out."""
+    table = population.table()
+    table = table[~table["BLQ"]]
+    figure = Figure(figsize=(9.0, 8.0), layout="constrained")
+    axes = figure.subplots(2, 2)
+    top = float(max(table["DV"].max(), table["PRED"].max(), table["IPRED"].max())) * 1.05
+    for ax, column, label in ((axes[0, 0], "PRED", "population prediction (PRED)"),
+                              (axes[0, 1], "IPRED", "individual prediction (IPRED)")):
         ax.plot([0, top], [0, top], color="gray", lw=1)
-        ax.plot(predicted, observed, "o", ms=4, alpha=0.7)
+        ax.plot(table[column], table["DV"], "o", ms=4, alpha=0.7)
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
         ax.set_aspect("equal")
         ax.set_xlabel(label)
-        ax.set_ylabel("observed")
-    figure.suptitle(f"goodness of fit: {len(subjects)} subjects, {observed.size} observations")
+        ax.set_ylabel("observed (DV)")
+    for ax, column, label in ((axes[1, 0], "TIME", "time (h)"), (axes[1, 1], "PRED", "population prediction (PRED)")):
+        for level, style in ((0, "-"), (-2, "--"), (2, "--")):
+            ax.axhline(level, color="gray", lw=1, ls=style)
+        ax.plot(table[column], table["CWRES"], "o", ms=4, alpha=0.7)
+        ax.set_xlabel(label)
+        ax.set_ylabel("CWRES")
+    figure.suptitle(f"goodness of fit: {table['ID'].nunique()} subjects, {len(table)} observations")
     return figure
 
 

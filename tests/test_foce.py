@@ -209,3 +209,20 @@ def test_method_errors_are_one_sentence():
         kn.fit_population(model, kn.datasets.theophylline(), method="ml", priors={"ka": kn.LogNormal(1.0, 1.0)})
     with pytest.raises(FitError, match="covariance must be 'sandwich' or 'r'"):
         kn.fit_population(model, kn.datasets.theophylline(), method="ml", covariance="s")
+
+
+def test_goodness_of_fit_panel_of_an_ml_fit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from koopnb.plotting import plot_goodness_of_fit
+
+    fit = kn.fit_population(kn.parse_model(THEOPHYLLINE), kn.datasets.theophylline(), method="ml")
+    figure = plot_goodness_of_fit(fit)
+    assert len(figure.axes) == 4
+    time, cwres = figure.axes[2].lines[-1].get_data()
+    table = fit.table()
+    np.testing.assert_allclose(time, table["TIME"])
+    np.testing.assert_allclose(cwres, table["CWRES"])
+    # CWRES of a model that fits: near zero mean, near unit spread
+    assert abs(table["CWRES"].mean()) < 0.3 and 0.7 < table["CWRES"].std() < 1.3

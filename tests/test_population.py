@@ -104,7 +104,11 @@ def test_goodness_of_fit_plot(population):
     from koopnb.plotting import plot_goodness_of_fit
 
     figure = plot_goodness_of_fit(population)
-    assert len(figure.axes) == 2
+    assert len(figure.axes) == 4
+    pred, dv = figure.axes[0].lines[1].get_data()
+    table = population.table()
+    np.testing.assert_allclose(pred, table["PRED"])
+    np.testing.assert_allclose(dv, table["DV"])
 
 
 def test_population_errors_are_one_sentence(model):

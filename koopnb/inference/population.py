@@ -48,10 +48,14 @@ PRIOR_SPREAD = 2.0
 """Omega (SD of the log) of the default log-normal priors of typical values and residual errors."""
 OMEGA_SCALE = 1.0
 """Scale of the default half-normal prior of each omega."""
+DEFAULT_STEPS = 5000
+"""Default chain length: the theophylline fit (32 walkers, 7 coordinates) has τ ≈ 66–76 steps, so 3,000 steps
+were only about 40 τ and drew koopnb's own too-short warning (50 τ, sampler.TRUSTED_LENGTH); 5,000 steps are
+50 τ up to τ = 100."""
 
 
 def fit_population(model, data, covariates: Mapping[str, float] | None = None, walkers: int | None = None,
-                   steps: int = 3000, burn: int | None = None, seed: Any = None, progress: bool = True, *,
+                   steps: int = DEFAULT_STEPS, burn: int | None = None, seed: Any = None, progress: bool = True, *,
                    method: str = "emcee", priors: Mapping[str, Distribution] | None = None,
                    output: str | None = None, individual_draws: int = 1000,
                    covariance: str = "sandwich") -> PopulationPosterior:
