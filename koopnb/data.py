@@ -268,13 +268,11 @@ def _load(source, columns: list[str] | None) -> pd.DataFrame:
         if names is not None:
             if len(names) != table.shape[1]:
                 raise DataError(f"columns= names {len(names)} columns but the DataFrame has {table.shape[1]}")
-            table = table.set_axis(names, axis=1)
+            table = _named(table, names)
     elif isinstance(source, (str, os.PathLike)):
         table = _read_file(os.fspath(source), names)
     else:
         raise DataError(f"data must be a file path or a pandas DataFrame, not {type(source).__name__}")
-    if names is not None:
-        table = table.loc[:, [name is not None for name in table.columns]]
     if table.empty:
         raise DataError("the table has no rows")
     return table
@@ -356,13 +354,24 @@ def _read_file(path: str, names: list[str | None] | None) -> pd.DataFrame:
         raise DataError(f"{path!r} is not a readable table ({error})") from None
     except pd.errors.EmptyDataError:
         raise DataError("the table has no rows") from None
-    table.columns = labels  # names may repeat (the reader reports it) or be None (dropped)
-    short = table.isna().any(axis=1).to_numpy()
-    if short.any():
-        row = int(np.flatnonzero(short)[0])
-        raise DataError(f"the row has {int(table.iloc[row].notna().sum())} fields but the header names "
-                        f"{table.shape[1]} columns", row=row + 1)
-    return table
+    lines = [line for line in body if line.strip()]
+    if len(lines) == len(table):  # (a quoted field spanning lines would break the count: pandas read it whole)
+        count = (lambda line: line.count(",") + 1) if comma else (lambda line: len(line.split()))
+        fields_per_row = np.fromiter(map(count, lines), dtype=np.int64, count=len(lines))
+        if (short := fields_per_row < len(labels)).any():
+            row = int(np.flatnonzero(short)[0])
+            raise DataError(f"the row has {fields_per_row[row]} fields but the header names {len(labels)} columns",
+                            row=row + 1)
+    if header is not None:
+        table.columns = header  # names may repeat: the reader reports it
+        return table
+    return _named(table, names)
+
+
+def _named(table: pd.DataFrame, names: list[str | None]) -> pd.DataFrame:
+    """The columns named by position; a column named None (DROP) is left out."""
+    kept = [k for k, name in enumerate(names) if name is not None]
+    return table.iloc[:, kept].set_axis([names[k] for k in kept], axis=1)
 
 
 def _stripped(column: pd.Series) -> pd.Series:
