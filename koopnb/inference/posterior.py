@@ -16,7 +16,7 @@ import pandas as pd
 from koopnb.distributions import Empirical, MvLogNormal
 from koopnb.errors import FitError, KoopnbError
 from koopnb.inference import storage
-from koopnb.inference.subjects import Subject
+from koopnb.inference.subjects import Subject, iov_of, kappa_name
 from koopnb.model.model import Model
 from koopnb.regimen import Dose, Regimen
 
@@ -61,13 +61,20 @@ class Posterior(_Displayed):
         flat = self.draws.reshape(-1, len(self.names))
         return {name: flat[:, i] for i, name in enumerate(self.names)}
 
-    def parameters(self, n: int | None = None, seed=0) -> dict[str, np.ndarray]:
-        """Every model parameter for ``n`` draws (all when None): sampled ones drawn, the others fixed."""
+    def parameters(self, n: int | None = None, seed=0, occasion=None) -> dict[str, np.ndarray]:
+        """Every model parameter for ``n`` draws (all when None): sampled ones drawn, the others fixed.
+
+        With inter-occasion variability, the parameters of a future occasion (``occasion=None``, see
+        :meth:`to_distribution`) or of the patient's occasion labelled ``occasion``.
+        """
         samples = self.samples
         size = len(next(iter(samples.values())))
-        pick = np.arange(size) if n is None or n >= size else np.random.default_rng(seed).choice(size, n, False)
+        rng = np.random.default_rng(seed)
+        pick = np.arange(size) if n is None or n >= size else rng.choice(size, n, False)
         values = {name: np.full(pick.size, value) for name, value in self.fixed.items()}
-        values.update({name: samples[name][pick] for name in self.names})
+        values.update({name: samples[name][pick] for name in self.names if name in self.model.typical})
+        for name, kappa in _occasion_effects(self, occasion, pick.size, rng, pick).items():
+            values[name] = values[name] * np.exp(kappa)
         return values
 
     def summary(self) -> pd.DataFrame:
@@ -75,10 +82,33 @@ class Posterior(_Displayed):
         rows = {name: {"MAP": self.map.get(name, np.nan), **_describe(values)} for name, values in self.samples.items()}
         return pd.DataFrame.from_dict(rows, orient="index")
 
-    def to_distribution(self, kind: str = "lognormal"):
+    def to_distribution(self, kind: str = "lognormal", occasion=None, seed=0):
         """The posterior as a koopnb distribution: ``"lognormal"`` (MvLogNormal fitted to the log-draws)
-        or ``"kde"`` (Empirical with a Gaussian kernel density)."""
-        return _distribution(self.samples, kind)
+        or ``"kde"`` (Empirical with a Gaussian kernel density).
+
+        With inter-occasion variability (IOV) this is the forecast for a future occasion by default: the
+        patient's own (IIV) parameters as learned from every past occasion, times exp(κ) with the next
+        occasion's κ ~ N(0, kappa²) drawn from its prior, since no level of that occasion has been seen.
+        The median is then the IIV-only parameter, the approach Abrantes et al. found most precise for
+        dose individualisation, and the spread is honestly wider than for a past occasion
+        (Abrantes JA, Jönsson S, Karlsson MO, Nielsen EI. Handling interoccasion variability in model-based
+        dose individualization using therapeutic drug monitoring data. Br J Clin Pharmacol
+        2019;85:1326–1336).  ``occasion=LABEL`` gives a past occasion's parameters instead (its κ
+        posterior).  For "lognormal" the future κ variance is added exactly; for "kde" κ is drawn (``seed``).
+        """
+        if not iov_of(self.model):
+            if occasion is not None:
+                raise FitError("the model has no inter-occasion variability (iov), so occasion= does not apply")
+            return _distribution(self.samples, kind)
+        parameters = self.parameters(occasion=occasion if occasion is not None or kind != "lognormal" else _IIV,
+                                     seed=seed)
+        random = [name for name in self.model.parameters if name in self.names or name in iov_of(self.model)]
+        chosen = {name: parameters[name] for name in random}
+        if kind != "lognormal" or occasion is not None:
+            return _distribution(chosen, kind)
+        exact = _distribution(chosen, kind)  # the IIV part; the next occasion's κ is independent of it
+        extra = np.diag([iov_of(self.model).get(name, 0.0) ** 2 for name in chosen])
+        return MvLogNormal(dict(zip(exact.names, exact.medians.tolist(), strict=True)), exact.covariance + extra)
 
     def to_arviz(self):
         """An ``arviz.InferenceData`` with one chain per walker and the log-density as sample statistic."""
@@ -298,6 +328,29 @@ def _describe(values: np.ndarray) -> dict[str, float]:
 def _interval_text(values: np.ndarray) -> str:
     row = _describe(values)
     return f"{row['median']:.4g} (90% {row['5%']:.4g}–{row['95%']:.4g})"
+
+
+_IIV = object()
+"""``occasion`` meaning the patient's IIV parameters alone (no occasion's κ): the centre of a forecast."""
+
+
+def _occasion_effects(posterior: Posterior, occasion, size: int, rng: np.random.Generator,
+                      pick: np.ndarray) -> dict[str, np.ndarray]:
+    """κ of each IOV parameter for ``size`` draws: a future occasion's from its prior (``occasion=None``),
+    none for ``_IIV``, else the posterior draws of the patient's occasion labelled ``occasion``."""
+    iov = iov_of(posterior.model)
+    if not iov or occasion is _IIV:
+        if occasion is not None and occasion is not _IIV:
+            raise FitError("the model has no inter-occasion variability (iov), so occasion= does not apply")
+        return {}
+    if occasion is None:
+        return {name: sd * rng.standard_normal(size) for name, sd in iov.items()}
+    samples = posterior.samples
+    keys = {name: kappa_name(name, occasion) for name in iov}
+    if any(key not in samples for key in keys.values()):
+        known = sorted({key.rsplit("_occ", 1)[1] for key in samples if key.startswith("kappa_")})
+        raise FitError(f"the patient has no occasion {occasion!r}; the occasions are {', '.join(known) or 'none'}")
+    return {name: samples[key][pick] for name, key in keys.items()}
 
 
 def _distribution(samples: dict[str, np.ndarray], kind: str):

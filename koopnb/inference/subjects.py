@@ -162,6 +162,11 @@ def _occasions(model, rows: pd.DataFrame | None, occasions: str | None, regimen:
     return Occasions(labels.astype(int), starts, index)
 
 
+def kappa_name(parameter: str, occasion) -> str:
+    """The sample name of a parameter's inter-occasion random effect on one occasion: ``kappa_CL_occ2``."""
+    return f"kappa_{parameter}_occ{occasion}"
+
+
 def iov_of(model) -> dict[str, float]:
     """The model's inter-occasion variability: parameter name -> SD of the log (kappa), IOV parameters only."""
     iov = getattr(model, "iov", None)
