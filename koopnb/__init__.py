@@ -23,6 +23,7 @@ from koopnb.errors import (
     KoopnbError,
     MetricError,
     ModelError,
+    NonmemError,
     RegimenError,
     SimulationError,
 )
@@ -31,6 +32,7 @@ from koopnb.inference import ConvergenceWarning, PopulationPosterior, Posterior,
 from koopnb.metrics import AUC, Cmax, Cmin, Conc, Target, TimeAbove, Window
 from koopnb.model import Model, parse_model
 from koopnb.optimize import DoseResult, optimize_dose, optimize_regimen
+from koopnb.nonmem import from_nonmem, nonmem_text
 from koopnb.regimen import Dose, Regimen
 from koopnb.scale import cohort, nomogram, simulate_ward, virtual_trial
 
@@ -68,9 +70,9 @@ __all__ = [
     "Cmin",
     "Conc",
     "ConvergenceWarning",
+    "CovariateHistory",
     "DataError",
     "DataWarning",
-    "CovariateHistory",
     "DistributionError",
     "Dose",
     "DoseResult",
@@ -85,6 +87,7 @@ __all__ = [
     "Model",
     "ModelError",
     "MvLogNormal",
+    "NonmemError",
     "Normal",
     "PopulationPosterior",
     "Posterior",
@@ -102,7 +105,9 @@ __all__ = [
     "expectation",
     "fit_individual",
     "fit_population",
+    "from_nonmem",
     "load_ipython_extension",
+    "nonmem_text",
     "nomogram",
     "optimize_dose",
     "optimize_regimen",

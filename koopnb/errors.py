@@ -56,3 +56,7 @@ class ExpectationError(KoopnbError, RuntimeError):
 
 class FitError(KoopnbError, RuntimeError):
     """A fit that cannot be run or failed (no observations, a posterior that is not finite...)."""
+
+
+class NonmemError(KoopnbError, ValueError):
+    """A NONMEM control stream that cannot be read or translated, naming the record or item."""
