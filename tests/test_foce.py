@@ -91,6 +91,16 @@ def test_ofv_at_nonmem_estimates_equals_nonmems(at_nonmem):
     np.testing.assert_allclose(conditional[:, 1, 1], phi["ETC(2,2)"], rtol=2e-4)
 
 
+def test_emcee_marginal_is_nonmems_objective(at_nonmem):
+    """The likelihood the emcee path samples (population.py, Laplace with the same expected-information
+    curvature) is NONMEM's FOCE-I objective at the same point: −2 log L − n log 2π = OFV."""
+    from koopnb.inference.population import PopulationProblem
+
+    problem = PopulationProblem(at_nonmem.model, at_nonmem.subjects, "conc", {})
+    log_likelihood = problem.marginal(problem.start[None])[0]
+    assert -2 * log_likelihood - 155 * np.log(2 * np.pi) == pytest.approx(NONMEM_OFV, abs=0.005)
+
+
 def test_residual_table_matches_nonmems_table(at_nonmem):
     """PRED, IPRED and CWRES (Hooker et al. 2007) against NONMEM's $TABLE output pheno_real.tab (five digits)."""
     table = residuals_at(at_nonmem, at_nonmem.scales.start)

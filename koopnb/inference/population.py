@@ -7,8 +7,8 @@ integrated out by a Laplace approximation:
                  ≈ Σᵢ [ log p(yᵢ | η̂ᵢ) − ½ η̂ᵢᵀ Ω⁻¹ η̂ᵢ − ½ log|Ω| − ½ log|Hᵢ| ],
 
 with η̂ᵢ the conditional mode and Hᵢ = Jᵢᵀ Wᵢ Jᵢ + Ω⁻¹ the Gauss–Newton curvature (J = ∂f/∂η, W the
-per-observation curvature of the log-likelihood in f) — the Laplacian objective that FOCE-I
-approximates (Wang, J Pharmacokinet Pharmacodyn 34:575, 2007).  Why this and not a full hierarchical
+per-observation expected information in f) — NONMEM's FOCE-I objective, the same as ``method="ml"`` maximises
+(koopnb/inference/foce.py; Wang, J Pharmacokinet Pharmacodyn 34:575, 2007).  Why this and not a full hierarchical
 model: the sampled space stays small (typical values, omegas, residual error: 7 coordinates for
 theophylline), where the affine-invariant ensemble mixes well, instead of adding k coordinates per
 subject, where emcee's stretch move degrades quickly with dimension.  The inner problem is solved
@@ -30,7 +30,7 @@ import numpy as np
 
 from koopnb.distributions import Distribution, Joint, LogNormal, TruncatedNormal
 from koopnb.errors import FitError
-from koopnb.inference.foce import fit_maximum_likelihood, objective_value
+from koopnb.inference.foce import fit_maximum_likelihood, objective_value, observation_derivatives
 from koopnb.inference.likelihood import log_likelihood, residual_error
 from koopnb.inference.posterior import PopulationPosterior, Posterior
 from koopnb.inference.sampler import (
@@ -295,27 +295,11 @@ class _InnerProblem:
         jacobian = np.moveaxis((predicted[1:] - f) / h, 0, -1)  # (rows, T, r)
         values = tuple(v[rows] for v in self.error_values)
         observed, below, used = stack.values[subjects], stack.below[subjects], stack.used[subjects]
-        slope, bend = self._derivatives(observed, below, used, f, values)
+        slope, weight = observation_derivatives(problem.error, observed, below, used, f, values)
         precision = self.precision[rows]
         jacobian = np.where(np.isfinite(jacobian), jacobian, 0.0)
         objective = (log_likelihood(problem.error, values, observed, below, used, f)
                      - 0.5 * np.sum(precision * eta**2, axis=1))
         gradient = np.einsum("btr,bt->br", jacobian, slope) - precision * eta
-        weight = np.maximum(-bend, 0.0)
         curvature = np.einsum("btr,bt,bts->brs", jacobian, weight, jacobian) + precision[:, :, None] * np.eye(n_r)
         return _InnerState(objective, gradient, curvature)
-
-    def _derivatives(self, observed, below, used, f, values):
-        """First and second derivatives of each observation's log-likelihood in f (central differences)."""
-        error = self.problem.error
-        delta = 1e-4 * (1.0 + np.abs(np.where(np.isfinite(f), f, 0.0)))
-
-        def terms(at):
-            with np.errstate(all="ignore"):
-                inside = error.log_density(observed, at, values)
-                if below.any():
-                    inside = np.where(below, error.log_below(observed, at, values), inside)
-            return np.where(used & np.isfinite(inside), inside, 0.0)
-
-        middle, up, down = terms(f), terms(f + delta), terms(f - delta)
-        return (up - down) / (2 * delta), (up - 2 * middle + down) / delta**2
