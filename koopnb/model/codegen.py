@@ -3,10 +3,17 @@
 Every generated function takes arrays with the batch on the last axis of a state block or on axis 0
 of a parameter vector, and broadcasts constants, so one call evaluates a whole batch of parameter
 sets.  Common subexpressions are shared through ``sympy.lambdify(..., cse=True)``.
+
+The generated code never sees the user's names: every argument is renamed ``_arg0``, ``_arg1``...
+before ``lambdify``, so a parameter called ``select``, ``minimum`` or ``exp`` cannot shadow the numpy
+function the code calls.  Once derived quantities are substituted, an expression may be at most
+:data:`MAX_DEPTH` levels deep (sympy and Python's compiler recurse once per level) and every number in
+it must be a finite float64; either is otherwise a ModelError naming the quantity and its line.
 """
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,35 +22,75 @@ import sympy as sp
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from koopnb.errors import ModelError
+from koopnb.model.parse import is_float64
 from koopnb.model.spec import TIME, ModelSpec, symbol
+
+MAX_DEPTH = 100
+"""Deepest expression once derived quantities are substituted (far beyond any model; within the
+recursion of sympy, of lambdify's printer and of Python's compiler)."""
+MAX_SIZE = 5000
+"""Most terms in one expression written out as a tree: derivatives and code generation grow with it,
+and ``x2 = x1*x1``, ``x3 = x2*x2``... doubles it at every line."""
 
 
 def substitute_derived(spec: ModelSpec) -> dict[str, sp.Expr]:
     """Every derived quantity written only in parameters, constants, covariates, states and ``t``.
 
-    The parser has rejected circular definitions, so repeated substitution reaches a fixed point
-    after at most ``len(spec.derived)`` rounds.
+    The parser has rejected circular definitions, so the derived quantities are substituted once each,
+    in an order where every name comes after those it uses.
     """
     constants = {symbol(name): sp.Float(value) for name, value in spec.constants.items()}
-    derived_symbols = {symbol(name): expr for name, expr in spec.derived.items()}
-    resolved = {name: expr.xreplace(constants) for name, expr in spec.derived.items()}
-    for _ in range(len(resolved) + 1):
-        changed = False
-        for name, expr in resolved.items():
-            if expr.free_symbols & derived_symbols.keys():
-                resolved[name] = expr.xreplace({s: resolved[s.name] for s in expr.free_symbols
-                                                if s in derived_symbols})
-                changed = True
-        if not changed:
-            break
+    uses = {name: {s.name for s in expr.free_symbols if s.name in spec.derived} for name, expr in spec.derived.items()}
+    resolved: dict[str, sp.Expr] = {}
+    for name in graphlib.TopologicalSorter(uses).static_order():
+        expr = spec.derived[name]
+        value = expr.xreplace({s: resolved[s.name] for s in expr.free_symbols if s.name in resolved})
+        resolved[name] = _checked(spec, name, value.xreplace(constants))
     return resolved
 
 
-def expand(spec: ModelSpec, expr: sp.Expr, resolved: dict[str, sp.Expr]) -> sp.Expr:
-    """``expr`` with derived quantities and constants replaced by their definitions."""
+def expand(spec: ModelSpec, expr: sp.Expr, resolved: dict[str, sp.Expr], what: str | None = None) -> sp.Expr:
+    """``expr`` with derived quantities and constants replaced by their definitions.
+
+    ``what`` names the expression (a state, or a dose option of the line of the dose) for the errors
+    of :func:`_checked`; without it the expression is not checked.
+    """
     constants = {symbol(name): sp.Float(value) for name, value in spec.constants.items()}
     derived = {symbol(name): value for name, value in resolved.items()}
-    return expr.xreplace(derived).xreplace(constants)
+    value = expr.xreplace(derived).xreplace(constants)
+    return value if what is None else _checked(spec, what, value)
+
+
+def _checked(spec: ModelSpec, what: str, expr: sp.Expr) -> sp.Expr:
+    """``expr`` if it is small enough to differentiate and compile and its numbers are finite float64.
+
+    Depth and size are those of the expression written out as a tree (a quantity used twice counts
+    twice, as it does for sympy's derivatives), measured on the shared graph without recursion.
+    """
+    line = spec.lines.get(what, spec.dose.line if spec.dose else None)
+    label = f"'{what}'" if what in spec.lines else f"the {what}"
+    written_out = "once the quantities it uses are written out"
+    sizes: dict[sp.Basic, int] = {}
+    path = [(expr, iter(expr.args))]
+    while path:
+        node, children = path[-1]
+        child = next((arg for arg in children if arg not in sizes), None)
+        if child is not None:
+            if len(path) >= MAX_DEPTH:
+                raise ModelError(f"{label} is nested more than {MAX_DEPTH} levels deep {written_out}; "
+                                 "define fewer quantities inside one another", line, 1)
+            path.append((child, iter(child.args)))
+            continue
+        path.pop()
+        if node.is_Number and not is_float64(node):
+            raise ModelError(f"{label} holds a number too large for a floating-point number {written_out}",
+                             line, 1)
+        sizes[node] = 1 + sum(sizes[arg] for arg in node.args)
+        if sizes[node] > MAX_SIZE:
+            raise ModelError(f"{label} has more than {MAX_SIZE:,} terms {written_out}; each quantity is "
+                             "used too many times inside the next", line, 1)
+    return expr
 
 
 def _is_affine(expr: sp.Expr, states: Sequence[sp.Symbol]) -> bool:
@@ -73,7 +120,10 @@ def _broadcasting(function: Callable, count: int) -> Callable:
 
 
 def _lambdify(arguments: Sequence[sp.Symbol], expressions: Sequence[sp.Expr]) -> Callable:
-    function = sp.lambdify(list(arguments), list(expressions), modules="numpy", cse=True)
+    # Neutral names: a user's 'select' or 'minimum' would otherwise shadow numpy's in the generated code.
+    neutral = {argument: sp.Symbol(f"_arg{i}", real=True) for i, argument in enumerate(arguments)}
+    renamed = [sp.sympify(expression).xreplace(neutral) for expression in expressions]
+    function = sp.lambdify(list(neutral.values()), renamed, modules="numpy", cse=True)
     return _broadcasting(function, len(expressions))
 
 
@@ -96,6 +146,7 @@ class CompiledModel:
     initial: Callable        # initial(*args) -> list of n arrays
     bioavailability: Callable  # bioavailability(*args) -> [array]
     lag: Callable            # lag(*args) -> [array]
+    dose_duration: Callable | None  # dose_duration(*args) -> (batch,) modelled infusion duration (h), or None
     matrix: Callable | None  # linear models: matrix(*args) -> list of n*n arrays (row-major) of A
     output_affine: tuple[bool, ...]  # per output: c0 + C x with C, c0 free of states and t
     output_offset: Callable  # output_offset(*args) -> list of c0 per output (affine outputs only)
@@ -112,15 +163,19 @@ def compile_model(spec: ModelSpec) -> CompiledModel:
     arg_symbols = [symbol(a) for a in args]
     everything = [TIME, *state_symbols, *arg_symbols]
 
-    rhs = [expand(spec, spec.rhs[s], resolved) for s in spec.states]
+    rhs = [expand(spec, spec.rhs[s], resolved, s) for s in spec.states]
     outputs = [resolved[name] for name in spec.outputs]
     jac = [sp.diff(f, x) for f in rhs for x in state_symbols]
     rates = [sum((sp.diff(g, x) * f for x, f in zip(state_symbols, rhs, strict=True)), sp.diff(g, TIME))
              for g in outputs]
-    initial = [expand(spec, spec.initial.get(s, sp.Integer(0)), resolved) for s in spec.states]
+    initial = [expand(spec, spec.initial.get(s, sp.Integer(0)), resolved, s) for s in spec.states]
     dose = spec.dose
-    bioavailability = expand(spec, dose.bioavailability if dose else sp.Integer(1), resolved)
-    lag = expand(spec, dose.lag if dose else sp.Integer(0), resolved)
+    bioavailability = expand(spec, dose.bioavailability if dose else sp.Integer(1), resolved, "bioavailability")
+    lag = expand(spec, dose.lag if dose else sp.Integer(0), resolved, "lag time")
+    dose_duration = None
+    if dose is not None and dose.duration is not None:
+        duration = _lambdify(arg_symbols, [expand(spec, dose.duration, resolved, "infusion duration")])
+        dose_duration = _first(duration)
 
     is_linear = all(TIME not in f.free_symbols and _is_affine(f, state_symbols)
                     and f.xreplace(dict.fromkeys(state_symbols, 0)) == 0 for f in rhs)
@@ -147,6 +202,7 @@ def compile_model(spec: ModelSpec) -> CompiledModel:
         initial=_lambdify(arg_symbols, initial),
         bioavailability=_lambdify(arg_symbols, [bioavailability]),
         lag=_lambdify(arg_symbols, [lag]),
+        dose_duration=dose_duration,
         matrix=matrix,
         output_affine=affine,
         output_offset=_lambdify(arg_symbols, offsets),
@@ -155,6 +211,15 @@ def compile_model(spec: ModelSpec) -> CompiledModel:
         expressions={**{f"d/dt({s})": f for s, f in zip(spec.states, rhs, strict=True)},
                      **dict(zip(spec.outputs, outputs, strict=True))},
     )
+
+
+def _first(function: Callable) -> Callable:
+    """The only entry of a one-expression generated function, as an array (batch,)."""
+
+    def evaluate(*args) -> np.ndarray:
+        return function(*args)[0]
+
+    return evaluate
 
 
 def _triangular_blocks(jac: Sequence[sp.Expr], n: int) -> tuple[tuple[int, ...], ...]:

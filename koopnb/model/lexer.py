@@ -23,8 +23,16 @@ from dataclasses import dataclass
 from koopnb.errors import ModelError
 
 _CLOSING = {"(": ")", "[": "]"}
-_MAX_NESTING = 50
-"""Deepest parenthesis nesting of one expression; far beyond any model, well within Python's parser."""
+MAX_NESTING = 50
+"""Deepest nesting of one expression (parentheses, and operators or calls inside one another, such as a
+power tower ``a^a^a``); far beyond any model, well within Python's parser and sympy's recursion."""
+MAX_TOKENS = 2000
+"""Most numbers, names and operators in one expression (a 1,000-term sum); longer ones are split into
+named parts.  Python's own parser fails on a few thousand."""
+MAX_TEXT = 200_000
+"""Most characters in a model text."""
+MAX_STATEMENTS = 2000
+"""Most statements in a model text."""
 _MAX_NUMBER_LENGTH = 100
 
 _TOKEN = re.compile(
@@ -76,7 +84,15 @@ class Statement:
 
 
 def split_statements(text: str) -> list[Statement]:
-    """The non-blank statements of a model text, in order, with brackets checked for balance."""
+    """The non-blank statements of a model text, in order, with brackets checked for balance.
+
+    A text longer than :data:`MAX_TEXT` characters or with more than :data:`MAX_STATEMENTS` statements
+    is an error located where the limit is passed.
+    """
+    if len(text) > MAX_TEXT:
+        lines = re.split(r"\r\n|\r|\n", text[:MAX_TEXT + 1])
+        raise ModelError(f"the model text is longer than the limit of {MAX_TEXT:,} characters",
+                         len(lines), len(lines[-1]))
     statements: list[Statement] = []
     chars: list[str] = []
     where: list[tuple[int, int]] = []
@@ -118,6 +134,9 @@ def split_statements(text: str) -> list[Statement]:
         opener, opened_line, opened_column = open_brackets[-1]
         raise ModelError(f"this '{opener}' is never closed", opened_line, opened_column)
     _flush(chars, where, statements)
+    if len(statements) > MAX_STATEMENTS:
+        raise statements[MAX_STATEMENTS].error(
+            f"the model has more than the limit of {MAX_STATEMENTS:,} statements", 0)
     return statements
 
 
@@ -174,6 +193,9 @@ def tokenize(statement: Statement, start: int, end: int) -> list[Token]:
                 f"'{match.group()}' is not a comparison of the language; use <, <=, > or >=", i)
         if kind != "space":
             tokens.append(Token(kind, match.group(), i))
+            if len(tokens) > MAX_TOKENS:
+                raise statement.error(f"the expression is longer than the limit of {MAX_TOKENS:,} numbers, "
+                                      "names and operators; split it into named parts", i)
         i = match.end()
     return tokens
 
@@ -266,8 +288,8 @@ def _check_grammar(statement: Statement, tokens: list[Token], start: int, after:
             assert previous is not None
             raise statement.error(
                 f"an operator is missing between '{previous.text}' and '{text}'", token.index)
-        if len(calls) > _MAX_NESTING:
-            raise statement.error("the expression is nested too deeply", token.index)
+        if len(calls) > MAX_NESTING:
+            raise statement.error(f"the expression is nested more than {MAX_NESTING} levels deep", token.index)
         previous = token
     if previous is None:
         raise statement.error(f"an expression is missing after {after}", start)

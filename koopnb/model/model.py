@@ -22,8 +22,11 @@ class Model:
     Build one with :func:`koopnb.parse_model`.  Attributes follow the model text: ``parameters`` are
     the individual parameter names in order of appearance (those with IIV and those without; ``fixed``
     constants are not parameters), ``typical`` their typical values, ``omega`` the IIV covariance of
-    the log-parameters (diagonal, zeros where a parameter has no IIV), ``covariates`` maps each
-    covariate to its reference value, ``observables`` lists the outputs.
+    the log-parameters ((n, n) in ``parameters`` order: ω_i² on the diagonal, R·ω_i·ω_j for each
+    ``corr(i, j) = R``, zeros where a parameter has no IIV), ``iov`` maps each parameter with IOV to its
+    kappa (SD of the log between occasions), ``bounds`` maps each parameter written ``in (LOW, HIGH)``
+    to ``(low, high)``, ``covariates`` maps each covariate to its reference value, ``observables``
+    lists the outputs.
     """
 
     def __init__(self, spec: ModelSpec):
@@ -34,8 +37,10 @@ class Model:
         self.covariates: dict[str, float] = {c.name: c.reference for c in spec.covariates}
         self.observables: tuple[str, ...] = spec.outputs
         self.typical: dict[str, float] = {p.name: p.typical for p in spec.parameters}
-        self.omega: np.ndarray = np.diag([p.omega**2 for p in spec.parameters]).reshape(
-            len(spec.parameters), len(spec.parameters))
+        self.omega: np.ndarray = _covariance(spec)
+        self.iov: dict[str, float] = {p.name: p.iov for p in spec.parameters if p.iov > 0}
+        self.bounds: dict[str, tuple[float, float]] = {p.name: p.bounds for p in spec.parameters
+                                                       if p.bounds is not None}
         self.units: dict[str, str] = dict(spec.units)
         self.error_models = dict(spec.errors)
         self.dose_state: str | None = spec.dose.state if spec.dose else None
@@ -56,9 +61,11 @@ class Model:
     def prior(self, covariates: Mapping[str, float] | None = None):
         """The population distribution of one individual's parameters: log-normal around the typical values.
 
-        Parameters without IIV are left out (they keep their typical values wherever a distribution
-        is used).  Covariate effects live in derived quantities of the model text, so the prior of the
-        individual parameters is the same for every patient; ``covariates`` is checked for unknown names.
+        Its covariance is ``omega`` restricted to the parameters with IIV, so ``corr`` lines make it a
+        correlated log-normal.  Parameters without IIV are left out (they keep their typical values
+        wherever a distribution is used).  Covariate effects live in derived quantities of the model
+        text, so the prior of the individual parameters is the same for every patient; ``covariates``
+        is checked for unknown names.
         """
         from koopnb.distributions import MvLogNormal
 
@@ -211,6 +218,17 @@ class Model:
         from koopnb.jupyter.display import model_html
 
         return model_html(self)
+
+
+def _covariance(spec: ModelSpec) -> np.ndarray:
+    """Ω of the log-parameters, (n, n) in parameter order: ω² on the diagonal, R·ω_a·ω_b for each corr."""
+    omega = np.array([p.omega for p in spec.parameters], dtype=float)
+    covariance = np.diag(omega**2).reshape(len(omega), len(omega))
+    index = {p.name: i for i, p in enumerate(spec.parameters)}
+    for (first, second), value in spec.correlations.items():
+        i, j = index[first], index[second]
+        covariance[i, j] = covariance[j, i] = value * omega[i] * omega[j]
+    return covariance
 
 
 def _latex_name(name: str) -> str:

@@ -12,16 +12,33 @@ Rules this parser decides where the language leaves room:
   ``2*3`` or ``-(1)``, is a derived quantity.  Units belong to parameters, constants and covariates
   only; the text between the brackets is kept as written, without surrounding blanks.
 * Writing ``~`` always declares log-normal IIV, so the typical value must be positive (even with
-  ``~ 0``).  ``N%`` is a CV: omega = sqrt(ln(1 + (N/100)²)).
+  ``~ 0``).  ``N%`` is a CV: omega = sqrt(ln(1 + (N/100)²)); ``variance(V)`` is NONMEM's variance of
+  the log, omega = sqrt(V); ``sd(S)`` and a bare number are the SD of the log.  The IOV after ``iov``
+  takes the same forms.  An SD of the log above :data:`MAX_OMEGA` is an error: exp(±10) already spans
+  nine orders of magnitude, beyond any population.
+* ``in (LOW, HIGH)`` bounds a parameter without IIV (``~`` and ``in`` together are an error: a
+  log-normal parameter is already kept positive); LOW < HIGH, either may be ``inf``/``-inf``, and the
+  typical value must lie strictly inside, since the fit estimates on a scale that maps the open
+  interval onto the real line.  A parameter without ``~`` or ``in`` may have any sign, as before.
+* ``corr(A, B) = R`` needs two different parameters with IIV (omega > 0) and -1 < R < 1; a pair is
+  given once (in either order).  The correlations are added in text order and the first one that
+  leaves Ω not positive definite is the error.  ``corr(0) = ...`` stays the initial condition of a
+  state called ``corr``.
 * Derived quantities, states and outputs may be used before the line that defines them: the
   definitions form a graph, and circular definitions are reported with their cycle.
 * ``t`` (time, hours) and the function names cannot be defined; ``dose`` and ``covariate`` are
   keywords and cannot be names either.  Names are ASCII letters, digits and ``_``.
-* ``STATE(0) = EXPR``, ``bioavailability=`` and ``lag=`` may use parameters, constants, covariates
-  and derived quantities, but not states, ``t`` or anything that depends on them.
+* ``STATE(0) = EXPR``, ``bioavailability=``, ``lag=`` and ``duration=`` may use parameters, constants,
+  covariates and derived quantities, but not states, ``t`` or anything that depends on them.
 * The residual error magnitudes are positive numbers; ``proportional(b) + additive(a)`` and
   ``additive(a) + proportional(b)`` both mean ``combined(a, b)``.
 * Comparisons appear only as the condition of ``where``; chained comparisons are rejected.
+
+Limits (each an error naming the limit): :data:`~koopnb.model.lexer.MAX_TEXT` characters of text,
+:data:`~koopnb.model.lexer.MAX_STATEMENTS` statements, :data:`~koopnb.model.lexer.MAX_TOKENS` tokens in
+one expression and :data:`~koopnb.model.lexer.MAX_NESTING` levels of nesting in one expression (a
+1,000-term sum is one level; a power tower ``a^a^a`` is one level per ``^``).  Code generation adds a
+depth limit once derived quantities are substituted (:data:`koopnb.model.codegen.MAX_DEPTH`).
 
 Errors are reported in text order within each stage: first the shape of every statement (syntax,
 duplicates, values), then names (undefined, not a state), then whole-model checks (no states,
@@ -37,10 +54,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 
 from koopnb.errors import ModelError
 from koopnb.model.lexer import (
+    MAX_NESTING,
     ExpressionSource,
     Statement,
     check_number,
@@ -75,6 +94,8 @@ _ARITHMETIC: dict[type, Callable[[sp.Expr, sp.Expr], sp.Expr]] = {
 }
 _COMPARISONS: dict[type, Callable[[sp.Expr, sp.Expr], sp.Basic]] = {
     ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge}
+MAX_OMEGA = 10.0
+"""Largest IIV or IOV, as the SD of the log."""
 _EXACT_POWER_LIMIT = 64
 """Numeric powers with a larger exponent are computed in floating point, never as huge exact numbers."""
 
@@ -92,7 +113,12 @@ _COMPARISON_SIGN = re.compile(r"[<>]")
 _FIXED = re.compile(r"fixed(?![A-Za-z0-9_])")
 _OPTION = re.compile(rf"({_NAME})[ \t]*=(?!=)")
 _NEXT_OPTION = re.compile(rf"[ \t]({_NAME})[ \t]*=(?!=)")
-_DOSE_OPTIONS = ("bioavailability", "lag")
+_DOSE_OPTIONS = ("bioavailability", "lag", "duration")
+_IN = re.compile(r"in(?![A-Za-z0-9_])")
+_IOV = re.compile(r"iov(?![A-Za-z0-9_])")
+_SPREAD_CALL = re.compile(r"(variance|sd)[ \t]*\([ \t]*")
+_BOUND = re.compile(r"[+-]?[ \t]*(?:inf(?![A-Za-z0-9_])|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
+_CORR = re.compile(rf"[ \t]*corr[ \t]*\([ \t]*({_NAME})[ \t]*,[ \t]*({_NAME})[ \t]*\)[ \t]*=(?!=)")
 _KIND_NAMES = {"parameter": "a parameter", "constant": "a constant", "covariate": "a covariate",
                "derived": "a derived quantity", "state": "a state"}
 
@@ -142,12 +168,23 @@ class _Use:
 
 @dataclass(frozen=True)
 class _Dose:
-    """A ``dose`` line: the state, its optional bioavailability and lag, and the line number."""
+    """A ``dose`` line: the state, its optional bioavailability, lag and duration, and the line number."""
 
     state: str
     bioavailability: _Expression | None
     lag: _Expression | None
     line: int
+    duration: _Expression | None = None
+
+
+@dataclass(frozen=True)
+class _Correlation:
+    """A ``corr(A, B) = R`` line: the two names with where they are written, and R as written."""
+
+    first: _Reference
+    second: _Reference
+    value: float
+    text: str
 
 
 class _Reader:
@@ -165,6 +202,7 @@ class _Reader:
         self.errors: dict[str, ErrorModel] = {}
         self.error_targets: dict[str, tuple[int, int]] = {}  # output -> (line, column) of its name
         self.dose: _Dose | None = None
+        self.correlations: list[_Correlation] = []
         self.uses: list[_Use] = []
 
     def read(self, statement: Statement) -> None:
@@ -185,6 +223,8 @@ class _Reader:
             (self._read_dose if word == "dose" else self._read_covariate)(statement)
         elif follows == "'":
             self._read_prime(statement, word, first.start(1), after)
+        elif follows == "(" and word == "corr" and not _INITIAL.match(text, after):
+            self._read_correlation(statement)
         elif follows == "(":
             self._read_initial(statement, word, first.start(1), after)
         elif follows == "~":
@@ -201,7 +241,7 @@ class _Reader:
         number = _NUMBER.match(text, _BLANKS.match(text, start).end())
         if number is not None:
             rest = _BLANKS.match(text, number.end()).end()
-            if rest == len(text) or text[rest] in "[~" or _FIXED.match(text, rest):
+            if rest == len(text) or text[rest] in "[~" or _FIXED.match(text, rest) or _IN.match(text, rest):
                 self._read_parameter(statement, name, at, number)
                 return
         self._define(statement, name, at, "derived")
@@ -211,29 +251,35 @@ class _Reader:
         text = statement.text
         typical = _number_value(statement, number)
         unit, i = _read_unit(statement, number.end())
-        omega = 0.0
+        omega = iov = 0.0
+        bounds = None
         fixed = False
         if text.startswith("~", i):
-            omega, omega_at = _read_omega(statement, name, i + 1)
             if typical <= 0:
                 raise statement.error(
                     f"'{name}' has log-normal IIV, so its typical value must be positive, "
                     f"not {number.group()}", number.start())
-            if omega < 0:
-                raise statement.error(f"the IIV of '{name}' cannot be negative", omega_at)
+            omega, iov = _read_variability(statement, name, i + 1)
+        elif in_word := _IN.match(text, i):
+            bounds = _read_bounds(statement, name, in_word.end())
+            low, high = bounds
+            if not low < typical < high:
+                raise statement.error(
+                    f"the typical value of '{name}' ({typical:g}) must lie strictly inside its bounds "
+                    f"({low:g}, {high:g})", number.start())
         elif fixed_word := _FIXED.match(text, i):
             fixed = True
             _expect_end(statement, _BLANKS.match(text, fixed_word.end()).end(),
                         f"'fixed' in the definition of '{name}'")
         else:
             _expect_end(statement, i, f"the value of '{name}'",
-                        "; expected a unit in [brackets], '~ OMEGA' or 'fixed'")
+                        "; expected a unit in [brackets], '~ OMEGA', 'in (LOW, HIGH)' or 'fixed'")
         kind = "constant" if fixed else "parameter"
         self._define(statement, name, at, kind)
         if fixed:
             self.constants[name] = typical
         else:
-            self.parameters.append(Parameter(name, typical, unit, omega, statement.at(at)[0]))
+            self.parameters.append(Parameter(name, typical, unit, omega, statement.at(at)[0], iov, bounds))
         if unit is not None:
             self.units[name] = unit
 
@@ -293,6 +339,33 @@ class _Reader:
         self.uses.append(_Use(name, line, column, "initial"))
         self.initial[name] = (self._expression(statement, header.end(), len(statement.text), "'='"), line)
 
+    def _read_correlation(self, statement: Statement) -> None:
+        text = statement.text
+        header = _CORR.match(text)
+        if header is None:
+            raise statement.error("a correlation is written 'corr(A, B) = R', as in 'corr(CL, V) = 0.4'",
+                                  _BLANKS.match(text).end())
+        first, second = (_Reference(header.group(k), *statement.at(header.start(k))) for k in (1, 2))
+        if first.name == second.name:
+            raise statement.error(f"a correlation needs two different parameters, not '{first.name}' twice",
+                                  header.start(2))
+        for given in self.correlations:
+            if {given.first.name, given.second.name} == {first.name, second.name}:
+                raise statement.error(f"the correlation of '{first.name}' and '{second.name}' is already given "
+                                      f"on line {given.first.line}", header.start(1))
+        start = _BLANKS.match(text, header.end()).end()
+        number = _NUMBER.match(text, start)
+        if number is None:
+            raise statement.error(f"the correlation of '{first.name}' and '{second.name}' must be a number "
+                                  "between -1 and 1", start)
+        value = _number_value(statement, number)
+        _expect_end(statement, _BLANKS.match(text, number.end()).end(),
+                    f"the correlation of '{first.name}' and '{second.name}'")
+        if not -1 < value < 1:
+            raise statement.error(f"the correlation of '{first.name}' and '{second.name}' must lie strictly "
+                                  f"between -1 and 1, not {value:g}", number.start())
+        self.correlations.append(_Correlation(first, second, value, re.sub(r"[ \t]", "", number.group())))
+
     def _read_error_model(self, statement: Statement, name: str, at: int, start: int) -> None:
         line, column = statement.at(at)
         if name in self.errors:
@@ -322,19 +395,20 @@ class _Reader:
         while i < len(text):
             option = _OPTION.match(text, i)
             if option is None:
-                raise statement.error("expected 'bioavailability=EXPRESSION' or 'lag=EXPRESSION' "
-                                      "after the dosed state", i)
+                raise statement.error("expected 'bioavailability=EXPRESSION', 'lag=EXPRESSION' or "
+                                      "'duration=EXPRESSION' after the dosed state", i)
             key = option.group(1)
             if key not in _DOSE_OPTIONS:
-                raise statement.error(f"unknown dose option '{key}'; the options are bioavailability= "
-                                      "and lag=", i)
+                raise statement.error(f"unknown dose option '{key}'; the options are bioavailability=, "
+                                      "lag= and duration=", i)
             if key in options:
                 raise statement.error(f"'{key}=' is given twice", i)
             end = next((m.start() for m in _NEXT_OPTION.finditer(text, option.end())
                         if depth[m.start()] == 0), len(text))
             options[key] = self._expression(statement, option.end(), end, f"'{key}='")
             i = _BLANKS.match(text, end).end()
-        self.dose = _Dose(header.group(1), options.get("bioavailability"), options.get("lag"), line)
+        self.dose = _Dose(header.group(1), options.get("bioavailability"), options.get("lag"), line,
+                          options.get("duration"))
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -354,10 +428,7 @@ class _Reader:
     def _expression(self, statement: Statement, start: int, end: int, after: str) -> _Expression:
         tree, source = _parse(statement, start, end, after)
         builder = _ExpressionBuilder(statement, source)
-        try:
-            value = builder.build(tree.body)
-        except RecursionError:
-            raise statement.error("the expression is too long or nested too deeply", start) from None
+        value = builder.build(tree.body)
         self.uses.extend(_Use(r.name, r.line, r.column, "reference") for r in builder.references)
         return _Expression(value, tuple(builder.references))
 
@@ -367,8 +438,8 @@ def _parse(statement: Statement, start: int, end: int, after: str) -> tuple[ast.
     source = expression_source(statement, start, end, after)
     try:
         tree = ast.parse(source.source, mode="eval")
-    except RecursionError:
-        raise statement.error("the expression is too long or nested too deeply", start) from None
+    except (RecursionError, MemoryError):  # CPython's parser gives up on deep nesting with either
+        raise statement.error(f"the expression is nested more than {MAX_NESTING} levels deep", start) from None
     except SyntaxError as error:
         offset = min(max((error.offset or 1) - 1, 0), len(source.origin) - 1)
         raise statement.error("this expression is not valid", source.origin[offset]) from None
@@ -396,21 +467,75 @@ def _read_unit(statement: Statement, i: int) -> tuple[str | None, int]:
     return unit, _BLANKS.match(text, close + 1).end()
 
 
-def _read_omega(statement: Statement, name: str, i: int) -> tuple[float, int]:
-    """The omega after ``~`` (an SD of the log, or a CV in %): its value and where it is written."""
+def _read_variability(statement: Statement, name: str, i: int) -> tuple[float, float]:
+    """The IIV after ``~`` and the optional ``iov KAPPA`` after it: (omega, kappa), SDs of the log."""
+    text = statement.text
+    omega, end = _read_spread(statement, name, "IIV", "'~'", i)
+    kappa = 0.0
+    if iov_word := _IOV.match(text, end):
+        kappa, end = _read_spread(statement, name, "IOV", "'iov'", iov_word.end())
+    if _IN.match(text, end):
+        raise statement.error(f"'{name}' has IIV, so it cannot have bounds: 'in (LOW, HIGH)' is for parameters "
+                              "without IIV", end)
+    _expect_end(statement, end, f"the {'IOV' if kappa else 'IIV'} of '{name}'")
+    return omega, kappa
+
+
+def _read_spread(statement: Statement, name: str, what: str, after: str, i: int) -> tuple[float, int]:
+    """An SD of the log at ``i``: ``S``, ``N%`` (a CV), ``variance(V)`` or ``sd(S)``; (omega, index after)."""
     text = statement.text
     start = _BLANKS.match(text, i).end()
-    number = _NUMBER.match(text, start)
+    call = _SPREAD_CALL.match(text, start)
+    number = _NUMBER.match(text, call.end() if call else start)
     if number is None:
-        raise statement.error(f"expected the IIV of '{name}' after '~': the SD of the log such as 0.3, "
-                              "or a CV such as 30%", start)
+        raise statement.error(f"expected the {what} of '{name}' after {after}: the SD of the log such as 0.3, "
+                              "a CV such as 30%, variance(0.09) or sd(0.3)", call.end() if call else start)
     value = _number_value(statement, number)
     end = _BLANKS.match(text, number.end()).end()
-    if text.startswith("%", end):
-        value = math.copysign(math.sqrt(math.log1p((value / 100) ** 2)), value)
+    if value < 0:
+        raise statement.error(f"the {what} of '{name}' cannot be negative", number.start())
+    if call:
+        if not text.startswith(")", end):
+            raise statement.error(f"{call.group(1)}() takes one number", end)
         end = _BLANKS.match(text, end + 1).end()
-    _expect_end(statement, end, f"the IIV of '{name}'")
-    return value, start
+        omega = math.sqrt(value) if call.group(1) == "variance" else value
+    elif text.startswith("%", end):
+        cv = value / 100
+        # ln(1 + cv²) without overflowing cv² (a CV of 1e200 % must be 'too large', not an OverflowError)
+        omega = math.sqrt(math.log1p(cv * cv) if cv < 1e100 else math.inf)
+        end = _BLANKS.match(text, end + 1).end()
+    else:
+        omega = value
+    if omega > MAX_OMEGA:
+        raise statement.error(f"the {what} of '{name}' is too large: its SD of the log would be {omega:.4g}, "
+                              f"above the limit of {MAX_OMEGA:g}", number.start())
+    return omega, end
+
+
+def _read_bounds(statement: Statement, name: str, i: int) -> tuple[float, float]:
+    """``(LOW, HIGH)`` after ``in``: numbers, ``inf`` or ``-inf``, with LOW < HIGH."""
+    text = statement.text
+    form = "bounds are written 'in (LOW, HIGH)', as in 'in (-0.99, inf)'"
+    at = _BLANKS.match(text, i).end()
+    if not text.startswith("(", at):
+        raise statement.error(form, at)
+    values: list[float] = []
+    for separator in ",)":
+        at = _BLANKS.match(text, at + 1).end()
+        bound = _BOUND.match(text, at)
+        if bound is None:
+            raise statement.error(form, at)
+        written = re.sub(r"[ \t]", "", bound.group())
+        values.append(float(written) if written.lstrip("+-") == "inf" else _number_value(statement, bound))
+        at = _BLANKS.match(text, bound.end()).end()
+        if not text.startswith(separator, at):
+            raise statement.error(form, at)
+    low, high = values
+    if not low < high:
+        raise statement.error(f"the lower bound of '{name}' must be below its upper bound, not ({low:g}, {high:g})",
+                              _BLANKS.match(text, i).end())
+    _expect_end(statement, _BLANKS.match(text, at + 1).end(), f"the bounds of '{name}'")
+    return low, high
 
 
 def _expect_end(statement: Statement, i: int, what: str, hint: str = "") -> None:
@@ -437,10 +562,37 @@ class _ExpressionBuilder:
         self.statement = statement
         self.source = source
         self.references: list[_Reference] = []
+        self.depth = 0
 
     def build(self, node: ast.expr) -> sp.Expr:
-        """The sympy value of an arithmetic node; it must be a finite real number where it is one."""
-        value = self._arithmetic(node)
+        """The sympy value of an arithmetic node; it must be a finite real number where it is one.
+
+        A chain of ``+ - * /`` (``a + b + c``, left-nested in the syntax tree) is one level, built in
+        a loop; anything else nested in a node is one level deeper, up to :data:`MAX_NESTING`.
+        """
+        if self.depth >= MAX_NESTING:
+            raise self._error(node, f"the expression is nested more than {MAX_NESTING} levels deep")
+        self.depth += 1
+        try:
+            if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+                return self._chain(node)
+            return self._checked(node, self._arithmetic(node))
+        finally:
+            self.depth -= 1
+
+    def _chain(self, node: ast.BinOp) -> sp.Expr:
+        """``a + b - c * d ...``: the left spine of same-precedence-or-tighter operators, iteratively."""
+        spine = []
+        while isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+            spine.append(node)
+            node = node.left
+        value = self.build(node)
+        for step in reversed(spine):
+            value = self._checked(step, _ARITHMETIC[type(step.op)](value, self.build(step.right)))
+        return value
+
+    def _checked(self, node: ast.expr, value: sp.Expr) -> sp.Expr:
+        """``value`` if it is finite; sympy folds numbers (``c*1e308*10``), so coefficients are checked too."""
         if value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
             raise self._error(node, "this expression is undefined (a division by zero or the log of zero)")
         if value.is_number:
@@ -452,13 +604,15 @@ class _ExpressionBuilder:
                 number = math.inf
             if not math.isfinite(number):
                 raise self._error(node, "this expression is too large for a floating-point number")
+        elif value.is_Add or value.is_Mul:
+            coefficient = value.as_coeff_Add()[0] if value.is_Add else value.as_coeff_Mul()[0]
+            if not is_float64(coefficient):
+                raise self._error(node, "a number in this expression is too large for a floating-point number")
         return value
 
     def _arithmetic(self, node: ast.expr) -> sp.Expr:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
             return _power(self.build(node.left), self.build(node.right))
-        if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
-            return _ARITHMETIC[type(node.op)](self.build(node.left), self.build(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             operand = self.build(node.operand)
             return -operand if isinstance(node.op, ast.USub) else operand
@@ -516,6 +670,14 @@ class _ExpressionBuilder:
 
     def _error(self, node: ast.expr, message: str) -> ModelError:
         return ModelError(message, *self._where(node))
+
+
+def is_float64(number: sp.Expr) -> bool:
+    """Whether a sympy number is a finite float64 (sympy's own numbers have no such limit)."""
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
 
 
 def _power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
@@ -605,13 +767,15 @@ class _Checker:
             self._check_static(expression, f"the initial condition of '{state}'", dynamics)
         dose = None
         if reader.dose is not None:
-            bioavailability, lag = reader.dose.bioavailability, reader.dose.lag
-            for expression, what in ((bioavailability, "the bioavailability"), (lag, "the lag time")):
+            bioavailability, lag, duration = reader.dose.bioavailability, reader.dose.lag, reader.dose.duration
+            for expression, what in ((bioavailability, "the bioavailability"), (lag, "the lag time"),
+                                     (duration, "the infusion duration")):
                 if expression is not None:
                     self._check_static(expression, what, dynamics)
             dose = DoseTarget(reader.dose.state,
                               sp.Integer(1) if bioavailability is None else bioavailability.value,
-                              sp.Integer(0) if lag is None else lag.value, reader.dose.line)
+                              sp.Integer(0) if lag is None else lag.value, reader.dose.line,
+                              None if duration is None else duration.value)
         return ModelSpec(
             text=text, name=name, parameters=tuple(reader.parameters), constants=dict(reader.constants),
             covariates=tuple(reader.covariates),
@@ -620,7 +784,43 @@ class _Checker:
             initial={s: reader.initial[s][0].value if s in reader.initial else sp.Integer(0)
                      for s in self.states},
             outputs=outputs, errors=dict(reader.errors), dose=dose, units=dict(reader.units),
-            lines={n: line for n, (_, line, _) in reader.definitions.items()})
+            lines={n: line for n, (_, line, _) in reader.definitions.items()},
+            correlations=self._correlations())
+
+    def _correlations(self) -> dict[tuple[str, str], float]:
+        """Each ``corr`` pair -> R, after checking both are parameters with IIV and Ω stays positive definite."""
+        omega = {p.name: p.omega for p in self.reader.parameters}
+        random = [p.name for p in self.reader.parameters if p.omega > 0]
+        matrix = np.eye(len(random))
+        found: dict[tuple[str, str], float] = {}
+        for correlation in self.reader.correlations:
+            pair = (correlation.first, correlation.second)
+            for reference in pair:
+                self._check_correlated(reference, omega)
+            i, j = (random.index(reference.name) for reference in pair)
+            matrix[i, j] = matrix[j, i] = correlation.value
+            try:
+                np.linalg.cholesky(matrix)
+            except np.linalg.LinAlgError:
+                first, second = (reference.name for reference in pair)
+                raise ModelError(f"corr({first}, {second}) = {correlation.text} leaves the IIV covariance Ω not "
+                                 "positive definite, together with the correlations before it",
+                                 correlation.first.line, correlation.first.column) from None
+            found[correlation.first.name, correlation.second.name] = correlation.value
+        return found
+
+    def _check_correlated(self, reference: _Reference, omega: dict[str, float]) -> None:
+        name = reference.name
+        kind = self.kinds.get(name)
+        if kind is None:
+            message = f"'{name}' is not defined{_suggest(name, list(omega))}"
+        elif kind != "parameter":
+            message = f"'{name}' is {_KIND_NAMES[kind]}, not a parameter with IIV, so it cannot have a correlation"
+        elif omega[name] == 0:
+            message = f"'{name}' has no IIV, so it cannot have a correlation; give it one with '~ OMEGA'"
+        else:
+            return
+        raise ModelError(message, reference.line, reference.column)
 
     def _check_use(self, use: _Use) -> None:
         kind = self.kinds.get(use.name)

@@ -22,13 +22,20 @@ def symbol(name: str) -> sp.Symbol:
 
 @dataclass(frozen=True)
 class Parameter:
-    """An individual parameter: ``NAME = NUMBER [unit] ~ OMEGA`` (omega = SD of the log, 0 without IIV)."""
+    """An individual parameter: ``NAME = NUMBER [unit] ~ OMEGA [iov KAPPA]`` or ``NAME = NUMBER [unit] in (LOW, HIGH)``.
+
+    ``omega`` is the SD of the log (IIV, 0 without), ``iov`` the SD of the log between occasions (kappa, 0
+    without); ``bounds`` is the interval ``(low, high)`` of a parameter written with ``in`` (either end may
+    be infinite), or None.
+    """
 
     name: str
     typical: float
     unit: str | None = None
     omega: float = 0.0
     line: int = 0
+    iov: float = 0.0
+    bounds: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,12 +66,16 @@ class ErrorModel:
 
 @dataclass(frozen=True)
 class DoseTarget:
-    """``dose STATE [bioavailability=EXPR] [lag=EXPR]``: default dosing compartment."""
+    """``dose STATE [bioavailability=EXPR] [lag=EXPR] [duration=EXPR]``: default dosing compartment.
+
+    ``duration`` (h) is the modelled infusion duration (NONMEM RATE = -2), or None when the model has none.
+    """
 
     state: str
     bioavailability: sp.Expr = sp.S.One
     lag: sp.Expr = sp.S.Zero
     line: int = 0
+    duration: sp.Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -91,3 +102,4 @@ class ModelSpec:
     dose: DoseTarget | None
     units: dict[str, str] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
+    correlations: dict[tuple[str, str], float] = field(default_factory=dict)
