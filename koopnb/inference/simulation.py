@@ -48,7 +48,7 @@ class StackedSubjects:
         self._output_index = self.compiled.outputs.index(output) if output in self.compiled.outputs else None
         # Subjects whose arguments or state change between doses (covariate histories, occasions, resets,
         # steady-state doses) are solved piece by piece; the layout below leaves them out.
-        self.piecewise = {i: PiecewiseSubject(self, s, s.covariate_interpolation, rtol=rtol, atol=atol)
+        self.piecewise = {i: PiecewiseSubject(self, s, rtol=rtol, atol=atol)
                           for i, s in enumerate(self.subjects) if s.changes_with_time}
         self._lay_out_doses()
         self._lay_out_observations()

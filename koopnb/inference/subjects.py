@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from koopnb.covariates import RULES, CovariateHistory
 from koopnb.data import SubjectData, read_nonmem, split_subjects, subject_data
 from koopnb.errors import DataError, FitError
-from koopnb.inference.pieces import RULES, values_at
 from koopnb.regimen import Regimen
 
 
@@ -205,11 +205,21 @@ def _covariates(model, from_table, given, who: str, rule: str) -> dict[str, floa
         if name not in histories:
             raise FitError(f"covariate {name!r} of the model has no value for {who}: add a {name} column to the "
                            f"data or pass covariates={{{name!r}: ...}}")
-    if all(np.all(values == values[0]) for _, values in histories.values()):
+    varying = {name: history for name, history in histories.items() if np.any(history[1] != history[1][0])}
+    if not varying:
         return {name: float(histories[name][1][0]) for name in model.covariates}
-    union = np.unique(np.concatenate([times for times, _ in histories.values()]))
-    columns = {name: values_at(*histories[name], union, rule) for name in model.covariates}
-    return pd.DataFrame({"TIME": union, **columns})
+    grids = {tuple(times) for times, _ in varying.values()}
+    # One grid (the usual case: every history from the same table rows) is kept row for row; histories on
+    # different grids are read at the union of their times, which the same rule reads back unchanged.
+    times = np.array(grids.pop()) if len(grids) == 1 else np.unique(np.concatenate([t for t, _ in varying.values()]))
+    columns = {}
+    for name in model.covariates:
+        given_times, values = histories[name]
+        if name in varying and np.array_equal(given_times, times):
+            columns[name] = values
+        else:
+            columns[name] = CovariateHistory(pd.DataFrame({"TIME": given_times, name: values}), rule).at(times)[name]
+    return pd.DataFrame({"TIME": times, **columns})
 
 
 def _histories(source, who: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
