@@ -67,7 +67,9 @@ class CovariateHistory:
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataError(f"{column.iloc[row]!r} is not a finite number", row=row + 1, column=name)
+            value = column.iloc[row]
+            shown = f"{float(value):g}" if isinstance(value, (int, float, np.number)) else repr(value)
+            raise DataError(f"{shown} is not a finite number", row=row + 1, column=name)
         return values
 
     @property
