@@ -52,7 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="run the theophylline workflow and print the recommended dose")
     demo_parser.add_argument("--seed", type=int, default=1, help="seed of the posterior sampler")
+    app_parser = commands.add_parser("app", help="serve the no-code dosing page (Voilà) on 127.0.0.1")
+    app_parser.add_argument("--port", type=int, default=8866, help="port to listen on (default 8866)")
+    app_parser.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1 only)")
+    app_parser.add_argument("--models", default=None, help="a folder of .pk model files to offer as well")
+    app_parser.add_argument("--browser", action="store_true", help="open a web browser on the page")
     args = parser.parse_args(argv)
+    if args.command == "app":
+        from koopnb.app import serve
+
+        return serve(args.port, args.ip, args.models, args.browser)
     return demo(args.seed)
 
 

@@ -1,0 +1,87 @@
+"""The no-code dosing page, driven as a clinician would: type values, press the buttons, read the answer.
+
+These tests press the buttons of the widgets in-process; tests/browser/test_app.py does the same through Voilà in
+Chromium."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+import koopnb as kn
+from koopnb.jupyter.app import DosingApp
+
+
+@pytest.fixture
+def app() -> DosingApp:
+    page = DosingApp()
+    assert page.choice.name.startswith("Vancomycin")
+    return page
+
+
+def _patient(app: DosingApp) -> None:
+    app.covariate_fields["CRCL"][0].value = "60"
+    app.doses.rows[0][1].value = 1000.0
+    app.doses.append((12.0, 1000.0, 1.0))
+    app.levels.rows[0][0].value = 11.5
+    app.levels.rows[0][1].value = 12.0
+    app.levels.append((13.5, 30.0))
+
+
+def test_bad_entries_are_flagged_next_to_their_field_and_nothing_is_computed(app):
+    app.doses.rows[0][1].value = -500.0
+    app.levels.rows[0][1].value = 10.0
+    app.levels.append((-1.0, 20.0))
+    app.estimate.click()
+    assert "enter the patient's CRCL" in app.covariate_fields["CRCL"][1].value
+    assert "dose must be a positive amount" in app.doses.messages[0].value
+    assert "after the first dose" in app.levels.messages[1].value
+    assert "correct the entries marked in red" in app.status.value
+    assert app.posterior is None and app.recommend.disabled
+
+
+def test_estimate_then_recommend_gives_a_practical_regimen_never_worse_than_the_current_one(app):
+    _patient(app)
+    app.estimate.click()
+    assert app.status.value == "Estimated.", app.status.value
+    assert not app.recommend.disabled
+    app.intervals.value = (12.0, 24.0)
+    app.max_dose.value = 2500.0
+    app.current_amount.value = 1000.0
+    app.current_interval.value = 12.0
+    app.recommend.click()
+    text = app.answer.value
+    found = re.search(r"Recommended: (\d+) mg every (\d+) h over 1 h.*?<b>([\d.]+) % ± ([\d.e-]+) %</b> "
+                      r"\(current regimen, 1000 mg every 12 h: ([\d.]+) %", text, re.S)
+    assert found, text
+    amount, interval, best, error, current = found.groups()
+    assert int(amount) % 250 == 0 and int(amount) <= 2500 and interval in ("12", "24")
+    assert float(best) >= float(current) and float(error) < 1
+    # The probability on the page is the engine's: recompute it for the recommended regimen.
+    patient = app.posterior.to_distribution()
+    regimen = kn.Regimen.repeat(float(amount), every=float(interval), count=math.ceil(144 / float(interval)),
+                                duration=1.0)
+    check = kn.probability(kn.Window(kn.AUC(120, 144), 400, 600), app.model, regimen, patient,
+                           covariates={"CRCL": 60.0}, rtol=1e-5, atol=1e-6)
+    assert abs(100 * check.value - float(best)) < 0.06 + 100 * check.error
+    assert 'download="dosing-report.pdf"' in app.download.value
+    assert bytes(app.plot.value).startswith(b"\x89PNG")
+
+
+def test_a_target_the_wrong_way_round_is_one_line_not_a_traceback(app):
+    _patient(app)
+    app.estimate.click()
+    app.low.value, app.high.value = 600.0, 400.0
+    app.recommend.click()
+    assert "must be below its upper end" in app.status.value
+
+
+def test_models_from_a_folder_are_offered(tmp_path):
+    (tmp_path / "mine.pk").write_text("CL = 2 [L/h] ~ 0.3\nV = 20 [L]\nd/dt(central) = -CL/V*central\n"
+                                      "conc = central/V\nconc ~ additive(0.5)\ndose central\n")
+    from koopnb.jupyter.app import available_models
+
+    names = [choice.name for choice in available_models(tmp_path)]
+    assert names[-1] == "mine" and len(names) >= 3
