@@ -114,3 +114,83 @@ def test_a_bad_history_or_rule_is_one_sentence(model):
     with pytest.raises(DataError, match="'CRCL' of the patient is not a finite number at 24 h"):
         one_subject(model, (OBSERVED, DV), kn.Regimen([kn.Dose(AMOUNT, t) for t in DOSE_TIMES]), history, None,
                     "conc")
+
+
+# ---------------------------------------------------------------- steady-state doses and resets from data
+THEOPHYLLINE = """
+ka = 1.5  [1/h] ~ 0.6
+CL = 2.8  [L/h] ~ 27%
+V  = 31.5 [L]   ~ 0.15
+d/dt(depot)   = -ka*depot
+d/dt(central) =  ka*depot - CL/V*central
+conc = central / V
+conc ~ additive(0.7)
+dose depot
+"""
+MICHAELIS_MENTEN = """
+Vmax = 20 [mg/h] ~ 0.3
+Km = 4 [mg/L]
+V  = 30 [L] ~ 0.2
+d/dt(central) = -Vmax * (central / V) / (Km + central / V)
+conc = central / V
+conc ~ additive(0.5)
+dose central
+"""
+# SS=1 at 0 h (on 320 mg every 12 h before it), a dose at 12 h, a reset (EVID 3) at 30 h, reset and dose
+# (EVID 4) at 40 h, SS=2 at 60 h (the steady state of 320 mg q12h added to what is there).
+HISTORY = pd.DataFrame({
+    "ID": 1,
+    "TIME": [0, 2, 6, 11.5, 12, 20, 30, 35, 40, 44, 60, 62, 70],
+    "AMT": [320, 0, 0, 0, 320, 0, 0, 0, 320, 0, 320, 0, 0],
+    "DV": [np.nan, 8.1, 7.0, 4.2, np.nan, 6.5, np.nan, 1.0, np.nan, 7.2, np.nan, 9.0, 6.1],
+    "EVID": [1, 0, 0, 0, 1, 0, 3, 0, 4, 0, 1, 0, 0],
+    "SS": [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0],
+    "II": [12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0],
+})
+HISTORY_REGIMEN = kn.Regimen([kn.Dose(320, 0, steady_state=1, interval=12), kn.Dose(320, 12), kn.Dose(320, 40),
+                              kn.Dose(320, 60, steady_state=2, interval=12)], resets=(30.0, 40.0))
+HISTORY_TIMES = np.array([2, 6, 11.5, 20, 35, 44, 62, 70.0])
+HISTORY_DV = np.array([8.1, 7.0, 4.2, 6.5, 1.0, 7.2, 9.0, 6.1])
+
+
+def test_steady_state_doses_and_resets_in_a_fit_equal_model_simulate():
+    model = kn.parse_model(THEOPHYLLINE)
+    subject = one_subject(model, HISTORY, None, None, None, "conc")
+    assert subject.regimen == HISTORY_REGIMEN
+    problem = IndividualProblem(model, subject, "conc")
+    values = {"ka": np.array([1.2, 1.5, 2.1]), "CL": np.array([3.3, 2.8, 2.2]), "V": np.array([28.0, 31.5, 36.0])}
+    predicted = model.simulate(values, HISTORY_REGIMEN, HISTORY_TIMES)["conc"]
+    expected = scipy.stats.norm.logpdf(HISTORY_DV, predicted, 0.7).sum(axis=1)
+    points = np.log(np.stack([values["ka"], values["CL"], values["V"]], axis=1))
+    np.testing.assert_allclose(problem.log_likelihood(points), expected, rtol=1e-10)
+    # Independent of the simulator: the reset at 30 h empties the body, so the level at 35 h is exactly 0.
+    assert np.all(predicted[:, 4] == 0)
+    # The population likelihood predicts the same levels.
+    population = PopulationProblem(model, all_subjects(model, HISTORY, None, "conc"), "conc", {})
+    np.testing.assert_allclose(population.stack.predict(np.zeros(3, dtype=int), np.exp(points)), predicted,
+                               rtol=1e-10)
+
+
+def test_a_nonlinear_steady_state_in_a_fit_equals_model_simulate():
+    model = kn.parse_model(MICHAELIS_MENTEN)
+    table = HISTORY[HISTORY["SS"] != 2].assign(AMT=lambda t: t["AMT"] / 4)  # SS=2 needs superposition (linear)
+    subject = one_subject(model, table, None, None, None, "conc")
+    problem = IndividualProblem(model, subject, "conc")
+    values = {"Vmax": np.array([15.0, 25.0]), "V": np.array([27.0, 33.0])}
+    predicted = model.simulate(values, subject.regimen, subject.times)["conc"]
+    expected = scipy.stats.norm.logpdf(subject.values, predicted, 0.5).sum(axis=1)
+    points = np.log(np.stack([values["Vmax"], values["V"]], axis=1))
+    np.testing.assert_allclose(problem.log_likelihood(points), expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize("rule", ["nocb", "locf"])
+def test_a_history_fit_equals_model_simulate_with_the_history(model, rule):
+    """Two implementations agree: the fit's pieces and Model.simulate with the same covariate history."""
+    subject = one_subject(model, _table(), None, None, None, "conc", covariate_interpolation=rule)
+    problem = IndividualProblem(model, subject, "conc")
+    values = {"CL": np.array([3.1, 5.2]), "V": np.array([27.0, 33.0])}
+    history = _table()[["TIME", "CRCL"]]
+    history.attrs["covariate_interpolation"] = rule
+    predicted = model.simulate(values, subject.regimen, OBSERVED, covariates=history)["conc"]
+    np.testing.assert_allclose(problem.stack.predict(np.zeros(2, dtype=int), np.stack([values["CL"], values["V"]],
+                                                                                       axis=1)), predicted, rtol=1e-10)
