@@ -379,3 +379,88 @@ def test_linear_model_through_the_ode_solver_agrees(oral):
 def test_bad_times_are_simulation_errors(oral, times):
     with pytest.raises(SimulationError, match="times"):
         oral.simulate({}, None, times)
+
+
+# --- issue 14 defect 1: no solve hangs on a non-finite state or derivative ------------------------------
+
+
+@pytest.fixture
+def hang_guard():
+    """Turn a hang into a failure after 60 s (the defect was an endless solve)."""
+    import signal
+
+    def fail(*_):
+        raise AssertionError("the solve did not stop")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_nan_derivative_at_time_zero_stops_with_a_sentence_naming_state_and_time(hang_guard):
+    model = kn.parse_model("""
+    kg = 0.1 [1/h]
+    Tmax = 100
+    d/dt(tumor) = kg*tumor*log(Tmax/tumor)
+    """)
+    with pytest.raises(SimulationError, match=r"^the derivative of state 'tumor' is nan at t = 0 h \(check the model"):
+        model.simulate({}, None, [0.0, 1.0])
+    with pytest.raises(SimulationError, match="'tumor'"):
+        kn.AUC(0, 24, "tumor").evaluate(model, {"kg": np.array([0.1, 0.2])}, None)
+
+
+def test_a_state_that_blows_up_stops_with_a_simulation_error(hang_guard):
+    model = kn.parse_model("""
+    r = 1 [1/h]
+    x(0) = 1
+    d/dt(x) = r*x*x
+    """)
+    with pytest.raises(SimulationError):  # x = 1/(1 − t) is infinite at t = 1 h
+        model.simulate({}, None, [0.5, 2.0])
+
+
+def test_every_solve_is_bounded_by_a_number_of_evaluations(monkeypatch, hang_guard):
+    from koopnb.simulate import ode
+
+    monkeypatch.setattr(ode, "MAX_EVALUATIONS", 100)
+    model = kn.parse_model("""
+    k = 1000 [1/h]
+    x(0) = 1
+    d/dt(x) = -k*(x - exp(-t/50))
+    """)
+    with pytest.raises(SimulationError, match=r"more than 100 evaluations of the model between two dose events"):
+        model.simulate({}, None, [0.0, 100.0])
+
+
+# --- modelled infusion durations (NONMEM RATE = -2) --------------------------------------------------------
+
+MODELLED = """
+CL = 4 [L/h]
+V = 20 [L]
+D1 = 2 [h] ~ 0.2
+d/dt(central) = -CL/V*central
+conc = central / V
+dose central duration=D1
+"""
+
+
+@pytest.mark.parametrize("solver", ["linear", "ode"])
+def test_a_modelled_duration_equals_the_same_duration_given_explicitly(solver):
+    model = kn.parse_model(MODELLED)
+    times = [0.5, 1.0, 1.5, 2.0, 3.0, 13.0]
+    d1 = np.array([1.0, 1.5, 3.0])
+    modelled = model.simulate({"D1": d1}, kn.Regimen.parse("100 mg iv over model q12h x2"), times, solver=solver)
+    for i, duration in enumerate(d1):
+        explicit = model.simulate({"D1": duration}, kn.Regimen.parse(f"100 mg iv over {duration:g} h q12h x2"),
+                                  times, solver=solver)
+        # The ODE solver takes other steps for one set than for three: its tolerance (1e-8) decides.
+        np.testing.assert_allclose(modelled["conc"][i], explicit["conc"][0], rtol=1e-12 if solver == "linear" else 1e-7)
+
+
+def test_a_modelled_duration_needs_the_model_to_give_one():
+    model = kn.parse_model(IV)
+    with pytest.raises(SimulationError, match=r"^the dose of 100 at t = 0 h has a modelled duration, but the model "
+                                              r"gives no infusion duration \(dose STATE duration=EXPR\)$"):
+        model.simulate({}, kn.Regimen.parse("100 iv over model"), [1.0])
