@@ -45,7 +45,7 @@ import io
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -132,32 +132,55 @@ def subjects(table: pd.DataFrame) -> list:
     return _Subjects(_tidy(table)).ids
 
 
-@dataclass(frozen=True, eq=False)
 class SubjectData:
-    """One subject of a tidy table, as the fits use it.
+    """One subject of a tidy table, as the fits use it (made by :func:`split_subjects`).
 
-    ``regimen`` holds the doses (steady-state doses, modelled durations) and resets; ``times`` (h),
-    ``values`` and ``blq`` are the used observations (EVID 0, MDV 0), each ``(n_obs,)``, ``values``
-    holding the limit on BLQ rows; ``covariates`` is a dict when every covariate is constant within
-    the subject, else a DataFrame history (see :func:`subject_covariates`); ``occasions`` is the OCC
-    of each used observation, ``(n_obs,)`` int64, or None without an OCC column; ``rows`` are the
-    subject's rows of the tidy table.
+    ``id`` (a plain int or str); ``regimen`` holds the doses (steady-state doses, modelled durations) and
+    resets; ``times`` (h), ``values`` and ``blq`` are the used observations (EVID 0, MDV 0), each
+    ``(n_obs,)``, ``values`` holding the limit on BLQ rows; ``covariates`` is a dict when every covariate
+    is constant within the subject, else a DataFrame history (see :func:`subject_covariates`);
+    ``occasions`` is the OCC of each used observation, ``(n_obs,)`` int64, or None without an OCC
+    column; ``rows`` are the subject's rows of the tidy table.  The regimen and covariates are built
+    when first asked for, from arrays prepared for the whole table at once.
     """
 
-    id: Any
-    regimen: Regimen
-    times: np.ndarray
-    values: np.ndarray
-    blq: np.ndarray
-    covariates: dict[str, Any] | pd.DataFrame
-    occasions: np.ndarray | None
-    _table: pd.DataFrame = field(repr=False)
-    _rows: slice = field(repr=False)
+    def __init__(self, split: _Subjects, k: int):
+        self._split = split
+        self._k = k
+        self.id = split.ids[k]
+
+    def __repr__(self) -> str:
+        return f"SubjectData(id={self.id!r}, observations={self.times.size}, doses={len(self.regimen.doses)})"
+
+    @cached_property
+    def regimen(self) -> Regimen:
+        return self._split.regimen(self._k)
+
+    @cached_property
+    def covariates(self) -> dict[str, Any] | pd.DataFrame:
+        return self._split.covariates(self._k)
+
+    @property
+    def times(self) -> np.ndarray:
+        return self._split.observations(self._k)[0]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._split.observations(self._k)[1]
+
+    @property
+    def blq(self) -> np.ndarray:
+        return self._split.observations(self._k)[2]
+
+    @property
+    def occasions(self) -> np.ndarray | None:
+        return self._split.occasions(self._k)
 
     @property
     def rows(self) -> pd.DataFrame:
         """The subject's rows of the tidy table (a new DataFrame, index from 0)."""
-        return self._table.iloc[self._rows].reset_index(drop=True)
+        bounds = self._split.bounds
+        return self._split.tidy.iloc[bounds[self._k]: bounds[self._k + 1]].reset_index(drop=True)
 
 
 def split_subjects(table: pd.DataFrame | str | os.PathLike,
@@ -236,7 +259,7 @@ def _tidy(source, columns: list[str] | None = None, rule: str | None = None) -> 
         table = source.copy()
         table.attrs[_RULE] = rule
         return table
-    table = _Reader(_load(source, columns)).tidy()
+    table = _Reader(*_load(source, columns)).tidy()
     table.attrs[_RULE] = rule or (source.attrs.get(_RULE) if isinstance(source, pd.DataFrame) else None) or "nocb"
     table.attrs[_TIDY_MARK] = _fingerprint(table)
     return table
@@ -260,9 +283,11 @@ def _is_tidy(table: pd.DataFrame) -> bool:
     return _fingerprint(table) == mark
 
 
-def _load(source, columns: list[str] | None) -> pd.DataFrame:
-    """The raw table, every cell as read (text for files)."""
+def _load(source, columns: list[str] | None) -> tuple[pd.DataFrame, Callable[[int, Any], str] | None]:
+    """The raw table (numbers parsed where a whole column is numbers) and, for a file, a function giving
+    the text of a cell (data row, column) as the file has it, for messages."""
     names = _input_names(columns) if columns is not None else None
+    cell = None
     if isinstance(source, pd.DataFrame):
         table = source.reset_index(drop=True)
         if names is not None:
@@ -270,12 +295,12 @@ def _load(source, columns: list[str] | None) -> pd.DataFrame:
                 raise DataError(f"columns= names {len(names)} columns but the DataFrame has {table.shape[1]}")
             table = _named(table, names)
     elif isinstance(source, (str, os.PathLike)):
-        table = _read_file(os.fspath(source), names)
+        table, cell = _read_file(os.fspath(source), names)
     else:
         raise DataError(f"data must be a file path or a pandas DataFrame, not {type(source).__name__}")
     if table.empty:
         raise DataError("the table has no rows")
-    return table
+    return table, cell
 
 
 def _input_names(columns) -> list[str | None]:
@@ -299,7 +324,7 @@ def _input_names(columns) -> list[str | None]:
     return names
 
 
-def _read_file(path: str, names: list[str | None] | None) -> pd.DataFrame:
+def _read_file(path: str, names: list[str | None] | None) -> tuple[pd.DataFrame, Callable[[int, Any], str] | None]:
     if os.path.isdir(path):
         raise DataError(f"{path!r} is a directory, not a data file")
     try:
@@ -342,10 +367,12 @@ def _read_file(path: str, names: list[str | None] | None) -> pd.DataFrame:
     if commented:
         body = [line for line in body if not _COMMENT.match(line)]
     labels = header if header is not None else names
+    body = [line for line in body if line.strip()]
+    text = "\n".join(body)
     try:
-        table = pd.read_csv(io.StringIO("\n".join(body)), sep="," if comma else r"\s+", header=None,
-                            names=list(range(len(labels))), index_col=False, dtype=str, keep_default_na=False,
-                            skip_blank_lines=True)
+        table = pd.read_csv(io.StringIO(text), sep="," if comma else r"\s+", header=None,
+                            names=list(range(len(labels))), index_col=False, na_values=list(_MISSING),
+                            keep_default_na=False, skipinitialspace=True)
     except pd.errors.ParserError as error:
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
         if found:
@@ -354,18 +381,24 @@ def _read_file(path: str, names: list[str | None] | None) -> pd.DataFrame:
         raise DataError(f"{path!r} is not a readable table ({error})") from None
     except pd.errors.EmptyDataError:
         raise DataError("the table has no rows") from None
-    lines = [line for line in body if line.strip()]
-    if len(lines) == len(table):  # (a quoted field spanning lines would break the count: pandas read it whole)
-        count = (lambda line: line.count(",") + 1) if comma else (lambda line: len(line.split()))
-        fields_per_row = np.fromiter(map(count, lines), dtype=np.int64, count=len(lines))
-        if (short := fields_per_row < len(labels)).any():
-            row = int(np.flatnonzero(short)[0])
-            raise DataError(f"the row has {fields_per_row[row]} fields but the header names {len(labels)} columns",
+    if len(body) != len(table):  # a quoted field spanning lines: pandas read it whole, the line view is off
+        cell = None
+    else:
+        def cell(row: int, column: Any) -> str:
+            cells = fields(body[row])
+            return cells[position[column]] if position[column] < len(cells) else ""
+
+        position = {label: k for k, label in enumerate(labels) if label is not None}
+        found = text.count(",") + len(body) if comma else len(text.split())
+        if found < len(body) * len(labels):  # more fields than columns already stopped pandas
+            count = (lambda line: line.count(",") + 1) if comma else (lambda line: len(line.split()))
+            row = next(k for k, line in enumerate(body) if count(line) < len(labels))
+            raise DataError(f"the row has {count(body[row])} fields but the header names {len(labels)} columns",
                             row=row + 1)
     if header is not None:
         table.columns = header  # names may repeat: the reader reports it
-        return table
-    return _named(table, names)
+        return table, cell
+    return _named(table, names), cell
 
 
 def _named(table: pd.DataFrame, names: list[str | None]) -> pd.DataFrame:
@@ -393,8 +426,9 @@ def _shown(value: Any) -> str:
 class _Reader:
     """Checks one raw table column by column and assembles the tidy table."""
 
-    def __init__(self, raw: pd.DataFrame):
+    def __init__(self, raw: pd.DataFrame, cell: Callable[[int, Any], str] | None = None):
         self.raw = raw
+        self._text = cell
         self.n = len(raw)
         self.names: dict[str, Any] = {}  # upper-case column name -> the user's spelling
         self.covariates: list[Any] = []
@@ -431,6 +465,9 @@ class _Reader:
         warnings.warn(f"row {rows[0] + 1}, column {str(self.names[key])!r}: {text}{more}", DataWarning, stacklevel=4)
 
     def _cell(self, key: str, row: int) -> Any:
+        """The cell as the user wrote it: the file's text, or the DataFrame's value."""
+        if self._text is not None:
+            return self._text(row, self.names[key])
         return self.raw[self.names[key]].iloc[row]
 
     def missing(self, key: str) -> np.ndarray:
@@ -908,14 +945,14 @@ class _Subjects:
 
     @cached_property
     def _covariates(self):
-        """Filled covariate columns, which subjects have a varying one, and each subject's first values."""
+        """The covariates of every subject at once: filled by the rule, which subjects have one that changes,
+        and one DataFrame holding the histories of those subjects, row ranges per subject."""
         tidy = self.tidy
         names = [name for name in tidy.columns if name not in (*OUTPUT_COLUMNS, "SS", "II", "OCC", "BLQ", "LLOQ")]
-        counts = np.diff(self.bounds)
-        codes = np.repeat(np.arange(len(self.ids)), counts)
+        codes = np.repeat(np.arange(len(self.ids)), np.diff(self.bounds))
+        starts = self.bounds[:-1]
         filled = {}
-        varying = np.zeros(len(self.ids), dtype=bool)
-        same_subject = codes[1:] == codes[:-1]
+        changed = np.zeros(len(codes), dtype=bool)  # row k differs from row k - 1 of the same subject
         for name in names:
             column = tidy[name]
             if column.isna().any():
@@ -923,25 +960,28 @@ class _Subjects:
                 column = getattr(getattr(column.groupby(codes), first)().groupby(codes), then)()
             values = column.to_numpy()
             filled[name] = values
-            gone = pd.isna(values)
-            changed = (values[1:] != values[:-1]) & ~(gone[1:] & gone[:-1]) & same_subject
-            varying[codes[1:][changed]] = True
-        return names, filled, varying
+            changed[1:] |= ~_equal(values[1:], values[:-1])
+        changed[starts] = False
+        varying = np.zeros(len(self.ids), dtype=bool)
+        varying[codes[changed]] = True
+        present = {name: ~pd.isna(values[starts]) for name, values in filled.items()}
+        kept = _history_rows(tidy["TIME"].to_numpy(dtype=float), filled, codes, np.flatnonzero(varying[codes]),
+                             self.rule)
+        histories = pd.DataFrame({"TIME": tidy["TIME"].to_numpy(dtype=float)[kept],
+                                  **{name: values[kept] for name, values in filled.items()}})
+        return names, filled, varying, present, histories, np.searchsorted(kept, self.bounds)
 
     def covariates(self, k: int) -> dict[str, Any] | pd.DataFrame:
-        names, filled, varying = self._covariates
-        start, stop = self.bounds[k], self.bounds[k + 1]
-        present = [name for name in names if not pd.isna(filled[name][start])]
+        names, filled, varying, present, histories, bounds = self._covariates
+        given = [name for name in names if present[name][k]]
         if not varying[k]:
-            return {name: _plain(filled[name][start]) for name in present}
-        history = pd.DataFrame({"TIME": self.tidy["TIME"].to_numpy(dtype=float)[start:stop],
-                                **{name: filled[name][start:stop] for name in present}})
-        return _history(history, self.rule)
+            start = self.bounds[k]
+            return {name: _plain(filled[name][start]) for name in given}
+        history = histories.iloc[bounds[k]: bounds[k + 1]].reset_index(drop=True)
+        return history if len(given) == len(names) else history[["TIME", *given]]
 
     def subject(self, k: int) -> SubjectData:
-        times, values, blq = self.observations(k)
-        return SubjectData(self.ids[k], self.regimen(k), times, values, blq, self.covariates(k), self.occasions(k),
-                           self.tidy, slice(self.bounds[k], self.bounds[k + 1]))
+        return SubjectData(self, k)
 
 
 def _dose(amount: float, time: float, cmt: str | None, duration: float | None, steady: int, interval: float) -> Dose:
@@ -955,21 +995,42 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _history(history: pd.DataFrame, rule: str) -> pd.DataFrame:
-    """Only the rows that matter under ``rule``: rows at an earlier row's time that hold on an empty
-    interval, and rows that repeat their neighbour's values, are left out."""
-    time = history["TIME"].to_numpy()
-    values = history.drop(columns="TIME")
-    n = len(history)
-    keep = np.ones(n, dtype=bool)
-    if rule == "nocb":  # row k holds on (t_{k-1}, t_k]: empty when t_k == t_{k-1}, unless it is the last
-        keep[1:-1] = time[1:-1] != time[:-2]
-    else:  # row k holds on [t_k, t_{k+1}): empty when t_{k+1} == t_k, unless it is the first
-        keep[1:-1] = time[1:-1] != time[2:]
-    history, values = history[keep], values[keep]
-    same = (values.shift(-1 if rule == "nocb" else 1) == values).all(axis=1).to_numpy(copy=True)
+def _equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise equality with missing equal to missing."""
+    return (a == b) | (pd.isna(a) & pd.isna(b))
+
+
+def _history_rows(time: np.ndarray, filled: dict[str, np.ndarray], codes: np.ndarray, rows: np.ndarray,
+                  rule: str) -> np.ndarray:
+    """Of ``rows`` (whole subjects), the ones a history needs under ``rule``.
+
+    Left out: a row at its neighbour's time that holds on an empty interval (``"nocb"``: row k holds on
+    (t_{k-1}, t_k], empty when t_k = t_{k-1}; ``"locf"``: [t_k, t_{k+1}), empty when t_{k+1} = t_k; a
+    subject's first and last rows always stay), then a row whose values equal those of the row that
+    follows it (``"nocb"``) or precedes it (``"locf"``): the two intervals merge with the same values.
+    """
+    def ends(subject: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        new = np.ones(len(subject), dtype=bool)
+        new[1:] = subject[1:] != subject[:-1]
+        last = np.ones(len(subject), dtype=bool)
+        last[:-1] = new[1:]
+        return new, last
+
+    first, last = ends(codes[rows])
+    t = time[rows]
+    empty = np.zeros(len(rows), dtype=bool)
     if rule == "nocb":
-        same[-1] = False
+        empty[1:] = t[1:] == t[:-1]
     else:
-        same[0] = False
-    return history[~same].reset_index(drop=True)
+        empty[:-1] = t[:-1] == t[1:]
+    rows = rows[~(empty & ~first & ~last)]
+    first, last = ends(codes[rows])
+    same = np.ones(max(len(rows) - 1, 0), dtype=bool)
+    for values in filled.values():
+        same &= _equal(values[rows[1:]], values[rows[:-1]])
+    drop = np.zeros(len(rows), dtype=bool)
+    if rule == "nocb":  # row k merges into row k + 1 of the same subject
+        drop[:-1] = same & ~last[:-1]
+    else:  # row k merges into row k - 1 of the same subject
+        drop[1:] = same & ~first[1:]
+    return rows[~drop]
