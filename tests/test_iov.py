@@ -136,3 +136,61 @@ def test_occasions_from_an_occ_column_equal_occasions_at_each_dose(model):
         one_subject(model, table.assign(OCC=[1, 1, 1, 2, 2, 2, 1, 1]), None, None, None, "conc")
     with pytest.raises(FitError, match="occasions must be None"):
         one_subject(model, table, None, None, None, "conc", occasions="visit")
+
+
+# ---------------------------------------------------------------- the population likelihood with IOV
+SCALE_IOV = """
+V = 30 [L] ~ 0.2 iov 0.15
+k = 0.1 [1/h] fixed
+d/dt(central) = -k * central
+conc = central / V
+conc ~ exponential(0.1)
+dose central
+"""
+
+
+def _occasion_table():
+    """Three subjects on 2, 3 and 1 occasions (a new occasion at each dose, OCC column)."""
+    rows = []
+    plan = {1: [0.0, 24.0], 2: [0.0, 24.0, 48.0], 3: [0.0]}
+    rng = np.random.default_rng(3)
+    for subject, doses in plan.items():
+        for occasion, start in enumerate(doses, start=1):
+            rows.append({"ID": subject, "TIME": start, "AMT": 300.0, "DV": np.nan, "EVID": 1, "OCC": occasion})
+            for t in (start + 2, start + 10, start + 20):
+                rows.append({"ID": subject, "TIME": t, "AMT": 0.0, "DV": 10 * np.exp(-0.1 * (t - start))
+                             * np.exp(0.2 * rng.standard_normal()), "EVID": 0, "OCC": occasion})
+    return pd.DataFrame(rows)
+
+
+def _exact_marginal(table, v, omega, kappa, sigma):
+    """log p(levels | population) in closed form: log y = log(A(t)/V) − η − κ_occ + ε is linear and Gaussian in
+    the random effects (the amount does not depend on V), so the levels' logs are multivariate normal."""
+    total = 0.0
+    for _, rows in table.groupby("ID"):
+        doses = rows[rows["EVID"] == 1]
+        observed = rows[rows["EVID"] == 0]
+        t = observed["TIME"].to_numpy()
+        amount = sum(np.where(t >= d, 300.0 * np.exp(-0.1 * (t - d)), 0.0) for d in doses["TIME"])
+        occasion = observed["OCC"].to_numpy()
+        design = np.column_stack([np.ones(t.size)] + [occasion == k for k in np.unique(occasion)]).astype(float)
+        prior = np.diag([omega**2] + [kappa**2] * (design.shape[1] - 1))
+        covariance = design @ prior @ design.T + sigma**2 * np.eye(t.size)
+        log_y = np.log(observed["DV"].to_numpy())
+        total += scipy.stats.multivariate_normal(np.log(amount / v), covariance).logpdf(log_y) - log_y.sum()
+    return total
+
+
+def test_population_marginal_with_iov_is_exact_for_a_linear_gaussian_model():
+    """The Laplace marginal over IIV + IOV random effects, padded occasion slots and all, against the closed form."""
+    from koopnb.inference.population import PopulationProblem
+    from koopnb.inference.subjects import all_subjects
+
+    model = kn.parse_model(SCALE_IOV)
+    table = _occasion_table()
+    problem = PopulationProblem(model, all_subjects(model, table, None, "conc"), "conc", {})
+    assert problem.names == ["V", "omega_V", "iov_V", "conc.sigma"] and problem.n_occasions == 3
+    for v, omega, kappa, sigma in [(30, 0.2, 0.15, 0.1), (25, 0.3, 0.25, 0.2), (34, 0.15, 0.05, 0.15)]:
+        point = np.log([[v, omega, kappa, sigma]])
+        np.testing.assert_allclose(problem.marginal(point), [_exact_marginal(table, v, omega, kappa, sigma)],
+                                   rtol=0, atol=1e-4)

@@ -42,7 +42,7 @@ from koopnb.inference.sampler import (
     start_walkers,
 )
 from koopnb.inference.simulation import StackedSubjects
-from koopnb.inference.subjects import all_subjects
+from koopnb.inference.subjects import all_subjects, iov_of, kappa_name
 
 PRIOR_SPREAD = 2.0
 """Omega (SD of the log) of the default log-normal priors of typical values and residual errors."""
@@ -58,7 +58,8 @@ def fit_population(model, data, covariates: Mapping[str, float] | None = None, w
                    steps: int = DEFAULT_STEPS, burn: int | None = None, seed: Any = None, progress: bool = True, *,
                    method: str = "emcee", priors: Mapping[str, Distribution] | None = None,
                    output: str | None = None, individual_draws: int = 1000,
-                   covariance: str = "sandwich") -> PopulationPosterior:
+                   covariance: str = "sandwich", covariate_interpolation: str | None = None,
+                   occasions: str | None = None) -> PopulationPosterior:
     """Estimate the population of a NONMEM-style table of many subjects.
 
     ``method="emcee"`` (default) samples the posterior with emcee; ``method="ml"`` gives FOCE-I maximum-likelihood
@@ -69,7 +70,11 @@ def fit_population(model, data, covariates: Mapping[str, float] | None = None, w
     (overriding the table).  ``priors`` (emcee only) maps sample names (``CL``, ``omega_CL``,
     ``conc.additive``) to univariate distributions on the natural scale.  ``individual_draws``: draws kept per
     subject.  Either way ``.ofv`` is NONMEM's FOCE-I objective at the estimate (the emcee posterior's mode).
-    The same ``seed`` gives the same answer.
+    A covariate that changes within a subject is used as it changes, read with ``covariate_interpolation``
+    ("nocb", NONMEM's rule and the default, or "locf").  With inter-occasion variability (``iov`` in the
+    model) the emcee fit also estimates each ``iov_NAME`` (SD of the log), integrating every subject's
+    per-occasion random effects with its IIV ones; occasions come from the OCC column, or
+    ``occasions="dose"`` starts one at each dose.  The same ``seed`` gives the same answer.
     """
     output = output or model.default_output
     if output not in model.error_models:
@@ -78,8 +83,11 @@ def fit_population(model, data, covariates: Mapping[str, float] | None = None, w
     if method not in ("emcee", "ml"):
         raise FitError(f"method must be 'emcee' (Bayesian, sampled) or 'ml' (FOCE-I maximum likelihood), "
                        f"not {method!r}")
-    subjects = all_subjects(model, data, covariates, output)
+    subjects = all_subjects(model, data, covariates, output, covariate_interpolation=covariate_interpolation,
+                            occasions=occasions)
     if method == "ml":
+        if iov_of(model):
+            raise FitError("method='ml' does not estimate inter-occasion variability; use method='emcee'")
         if priors:
             raise FitError("priors= applies to method='emcee'; maximum likelihood (method='ml') uses none")
         return fit_maximum_likelihood(model, subjects, output, covariance=covariance,
@@ -108,8 +116,10 @@ def fit_population(model, data, covariates: Mapping[str, float] | None = None, w
         "burn": chain.burn, "steps": chain.steps, "walkers": walkers, "method": "Laplace (FOCE-I-like) marginal",
     }
     estimates = dict(zip(names, at_mode.tolist(), strict=True))
+    # NONMEM's FOCE-I objective is that of a model without IOV; with IOV it is not reported (NaN).
+    ofv = objective_value(model, subjects, output, estimates) if not problem.iov_names else float("nan")
     return PopulationPosterior(names, draws, chain.log_density, estimates, diagnostics, model, output, individuals,
-                               shrinkage, ofv=objective_value(model, subjects, output, estimates))
+                               shrinkage, ofv=ofv)
 
 
 class PopulationProblem:
@@ -133,17 +143,26 @@ class PopulationProblem:
         if self.random.size == 0:
             raise FitError("the model has no parameter with IIV ('~ omega'), so there is no population to fit")
         self.random_names = [parameters[i].name for i in self.random]
+        # Inter-occasion variability: each subject's random effects are its IIV η followed by κ for every
+        # occasion slot and IOV parameter (occasion-major); a subject with fewer occasions than the most has
+        # κ slots that touch no prediction, whose prior-only terms cancel exactly in the Laplace marginal.
+        iov = iov_of(model)
+        self.iov_names = list(iov)
+        self.iov_index = np.array([model.parameters.index(name) for name in iov], dtype=int)
+        self.n_occasions = max((len(s.occasions) for s in subjects if s.occasions is not None), default=1)
         self.names = ([p.name for p in parameters] + [f"omega_{name}" for name in self.random_names]
-                      + [f"{output}.{name}" for name in self.error.names])
-        n_p, n_r = len(parameters), self.random.size
+                      + [f"iov_{name}" for name in self.iov_names] + [f"{output}.{name}" for name in self.error.names])
+        n_p, n_r, n_i = len(parameters), self.random.size, len(self.iov_names)
         self.omega_slice = slice(n_p, n_p + n_r)
-        self.error_slice = slice(n_p + n_r, None)
-        values = [p.typical for p in parameters] + [parameters[i].omega for i in self.random] + list(error_values)
+        self.iov_slice = slice(n_p + n_r, n_p + n_r + n_i)
+        self.error_slice = slice(n_p + n_r + n_i, None)
+        values = ([p.typical for p in parameters] + [parameters[i].omega for i in self.random] + list(iov.values())
+                  + list(error_values))
         if any(v <= 0 for v in values):
             raise FitError("every typical value and residual error parameter must be positive to fit a population")
         self.start = np.log(np.array(values, dtype=float))
         self.priors = self._priors(dict(priors), values)
-        self.eta_start = np.zeros((len(subjects), n_r))
+        self.eta_start = np.zeros((len(subjects), n_r + self.n_occasions * n_i))
         self.psi_start: np.ndarray | None = None
         # Newton decrement at which the inner problem stops: tight while the optimiser differentiates the
         # marginal numerically, looser while sampling (SAMPLING_TOLERANCE).
@@ -158,7 +177,7 @@ class PopulationProblem:
         for name, value in zip(self.names, values, strict=True):
             if name in given:
                 chosen[name] = given[name]
-            elif name.startswith("omega_"):
+            elif name.startswith(("omega_", "iov_")):
                 chosen[name] = TruncatedNormal(0.0, OMEGA_SCALE, 0.0, np.inf)
             else:
                 chosen[name] = LogNormal(value, PRIOR_SPREAD)
@@ -173,7 +192,7 @@ class PopulationProblem:
         mode.  Holding ψ = log θ_typical + η fixed, rather than η, keeps the start close to the conditional mode
         when a proposal moves the typical values: the data pin ψ, and η would shift by the whole move."""
         self.eta_start = self.conditional(mode[None])[0]
-        self.psi_start = mode[self.random] + self.eta_start
+        self.psi_start = mode[self.random] + self.eta_start[:, :self.random.size]
         self.tolerance = self.SAMPLING_TOLERANCE
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
@@ -187,27 +206,31 @@ class PopulationProblem:
     def marginal(self, points: np.ndarray) -> np.ndarray:
         """(batch,) Laplace approximation of log p(all data | population point)."""
         _, (objective, curvature) = self.conditional(points, details=True)
-        omega = np.exp(points[:, self.omega_slice])
         n_s = len(self.subjects)
+        # −½ log|Ω| of every random effect: the IIV omegas once, each IOV kappa once per occasion slot.
+        log_sd = points[:, self.omega_slice].sum(axis=1) + self.n_occasions * points[:, self.iov_slice].sum(axis=1)
         sign, log_det = np.linalg.slogdet(curvature)
-        per_row = objective - np.log(omega).sum(axis=1).repeat(n_s) - 0.5 * log_det
+        per_row = objective - log_sd.repeat(n_s) - 0.5 * log_det
         per_row = np.where(sign > 0, per_row, -np.inf)
         return per_row.reshape(len(points), n_s).sum(axis=1)
 
     def conditional(self, points: np.ndarray, details: bool = False):
         """Conditional modes η̂ (batch·n_subjects, n_random), rows walker-major; with ``details``, also the
         objective log p(y|η̂) − ½η̂ᵀΩ⁻¹η̂ and the Gauss–Newton curvature H per row."""
-        n_s, n_r = len(self.subjects), self.random.size
+        n_s, n_r = len(self.subjects), self.eta_start.shape[1]
         batch = len(points)
         subjects = np.tile(np.arange(n_s), batch)
         log_typical = points[:, :len(self.model.parameters)].repeat(n_s, axis=0)
-        precision = np.exp(-2 * points[:, self.omega_slice]).repeat(n_s, axis=0)
+        log_sd = np.concatenate([points[:, self.omega_slice], np.tile(points[:, self.iov_slice], self.n_occasions)],
+                                axis=1)
+        precision = np.exp(-2 * log_sd).repeat(n_s, axis=0)
         error_values = tuple(v[:, None] for v in np.exp(points[:, self.error_slice]).repeat(n_s, axis=0).T)
         inner = _InnerProblem(self, subjects, log_typical, precision, error_values)
         if self.psi_start is None:
             eta = np.tile(self.eta_start, (batch, 1))
         else:
-            eta = np.tile(self.psi_start, (batch, 1)) - log_typical[:, self.random]
+            eta = np.tile(self.eta_start, (batch, 1))
+            eta[:, :self.random.size] = np.tile(self.psi_start, (batch, 1)) - log_typical[:, self.random]
         state = inner.evaluate(eta, np.arange(len(eta)))
         scale = np.ones(len(eta))
         active = np.isfinite(state.objective)
@@ -240,22 +263,26 @@ class PopulationProblem:
         picks = np.linspace(0, len(points) - 1, min(200, len(points))).round().astype(int)
         chosen = points[picks]
         per_draw = int(np.ceil(n / len(picks)))
-        n_s, n_r = len(self.subjects), self.random.size
+        n_s, n_r, n_iiv = len(self.subjects), self.eta_start.shape[1], self.random.size
         modes, (_, curvature) = self.conditional(chosen, details=True)
         factor = np.linalg.cholesky(np.linalg.inv(curvature))  # (draws·subjects, r, r)
         noise = rng.standard_normal((len(modes), per_draw, n_r))
         eta = modes[:, None, :] + np.einsum("bij,bkj->bki", factor, noise)
         log_typical = chosen[:, self.random].repeat(n_s, axis=0)
-        values = np.exp(log_typical[:, None, :] + eta).reshape(len(picks), n_s, per_draw, n_r)
+        eta[..., :n_iiv] = np.exp(log_typical[:, None, :] + eta[..., :n_iiv])  # IIV on their own scale, κ as is
+        values = eta.reshape(len(picks), n_s, per_draw, n_r)
         typical = np.median(np.exp(points[:, :len(self.model.parameters)]), axis=0)
         fixed = {p: float(typical[i]) for i, p in enumerate(self.model.parameters) if p not in self.random_names}
         result = {}
         for s, subject in enumerate(self.subjects):
-            draws = values[:, s].reshape(-1, 1, n_r)[:n]
-            centre = np.exp(np.median(np.log(draws[:, 0]), axis=0))
+            labels = subject.occasions.labels if self.iov_names else []
+            names = [*self.random_names, *(kappa_name(p, label) for label in labels for p in self.iov_names)]
+            draws = values[:, s].reshape(-1, 1, n_r)[:n, :, :len(names)]
+            centre = np.median(draws[:, 0], axis=0)
+            centre[:n_iiv] = np.exp(np.median(np.log(draws[:, 0, :n_iiv]), axis=0))
             result[subject.id] = Posterior(
-                self.random_names, draws, np.zeros(draws.shape[:2]),
-                dict(zip(self.random_names, centre.tolist(), strict=True)),
+                names, draws, np.zeros(draws.shape[:2]),
+                dict(zip(names, centre.tolist(), strict=True)),
                 {"method": f"Laplace approximation of p(η | data, population) at {len(picks)} population draws"},
                 self.model, subject, self.stack.output, fixed)
         return result
@@ -286,9 +313,14 @@ class _InnerProblem:
         n_r, h = eta.shape[1], problem.JACOBIAN_STEP
         stencil = np.concatenate([eta[None], eta[None] + h * np.eye(n_r)[:, None, :]])  # (1 + r, rows, r)
         log_parameters = np.broadcast_to(self.log_typical[rows], (n_r + 1, *self.log_typical[rows].shape)).copy()
-        log_parameters[..., problem.random] += stencil
+        n_iiv = problem.random.size
+        log_parameters[..., problem.random] += stencil[..., :n_iiv]
         subjects = self.subjects[rows]
         flat = np.exp(log_parameters.reshape(-1, log_parameters.shape[-1]))
+        if problem.iov_names:  # one parameter vector per occasion: θ_j = exp(log θ + η + κ_j)
+            kappa = stencil[..., n_iiv:].reshape(-1, problem.n_occasions, len(problem.iov_names))
+            flat = np.repeat(flat[:, None], problem.n_occasions, axis=1)
+            flat[:, :, problem.iov_index] *= np.exp(kappa)
         predicted = stack.predict(np.tile(subjects, n_r + 1), flat)
         predicted = predicted.reshape(n_r + 1, len(rows), -1)
         f = predicted[0]

@@ -253,11 +253,13 @@ class PopulationPosterior(_Displayed):
         return pd.DataFrame.from_dict(rows, orient="index")
 
     def to_model(self) -> Model:
-        """The model with the fitted population as its priors: typical values, omegas and residual error."""
+        """The model with the fitted population as its priors: typical values, omegas (and IOV) and residual error."""
         omega = np.sqrt(np.diag(self.omega))
         errors = {self.output: replace(self.model.error_models[self.output],
                                        **{name.split(".", 1)[1]: value for name, value in self.sigma.items()})}
-        return _model_with(self.model, self.typical, dict(zip(self.model.parameters, omega, strict=True)), errors)
+        iov = {name[4:]: float(np.median(values)) for name, values in self.samples.items() if name.startswith("iov_")}
+        return _model_with(self.model, self.typical, dict(zip(self.model.parameters, omega, strict=True)), errors,
+                           iov)
 
     def to_distribution(self, kind: str = "lognormal", n: int = 4000, seed=0):
         """The distribution of a new patient's parameters (with IIV), population uncertainty included:
@@ -364,10 +366,13 @@ def _distribution(samples: dict[str, np.ndarray], kind: str):
     raise FitError(f"kind must be 'lognormal' or 'kde', not {kind!r}")
 
 
-def _model_with(model: Model, typical: dict[str, float], omega: dict[str, float], errors: dict) -> Model:
-    """A new Model from ``model``'s spec with other typical values, omegas and residual errors."""
+def _model_with(model: Model, typical: dict[str, float], omega: dict[str, float], errors: dict,
+                iov: dict[str, float] | None = None) -> Model:
+    """A new Model from ``model``'s spec with other typical values, omegas, IOV and residual errors."""
+    iov = iov or {}
     parameters = tuple(replace(p, typical=float(typical.get(p.name, p.typical)),
-                               omega=float(omega.get(p.name, p.omega))) for p in model.spec.parameters)
+                               omega=float(omega.get(p.name, p.omega)), iov=float(iov.get(p.name, p.iov)))
+                       for p in model.spec.parameters)
     return Model(replace(model.spec, parameters=parameters, errors={**model.spec.errors, **errors}))
 
 

@@ -169,10 +169,7 @@ def kappa_name(parameter: str, occasion) -> str:
 
 def iov_of(model) -> dict[str, float]:
     """The model's inter-occasion variability: parameter name -> SD of the log (kappa), IOV parameters only."""
-    iov = getattr(model, "iov", None)
-    if iov is None:
-        iov = {p.name: p.iov for p in model.spec.parameters if getattr(p, "iov", 0.0) > 0}
-    return dict(iov)
+    return dict(model.iov)
 
 
 def _arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
