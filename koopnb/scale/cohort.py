@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from koopnb.optimize import optimize_dose
 from koopnb.regimen import Regimen
 from koopnb.scale.candidates import FAILED, OK, WARNING, candidate_regimens, checked_target, target_horizon
 from koopnb.scale.execution import checked_seed, run_jobs, subject_seed
+
+_CAPTURING_WARNINGS = threading.Lock()
+"""``warnings.catch_warnings`` changes process-wide state: a worker with several threads fits one subject at a
+time, or one subject's fit warnings would land in another's row (give workers one thread and more processes)."""
 
 
 def cohort(model, data, target, bounds: tuple[float, float] | None = None, step: float | None = None,
@@ -86,7 +91,7 @@ class SubjectRows:
 
 def _split_subjects(data) -> list[SubjectRows]:
     """The raw table cut by ID, without reading it whole: a mistake in one subject's rows stays in that row."""
-    raw = _load(data)
+    raw = _load(data, None)  # the reader's own loader: files are read exactly as read_nonmem reads them
     names = {str(column).strip().upper(): column for column in raw.columns}
     if "ID" not in names:
         raise DataError("a cohort table needs an ID column", column="ID")
@@ -106,7 +111,7 @@ def _subject_row(job: CohortJob, subject: SubjectRows) -> dict:
     started = time.perf_counter()
     row: dict[str, Any] = {"ID": subject.id}
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with _CAPTURING_WARNINGS, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             row.update(_recommend(job, subject))
         notes = list(dict.fromkeys(str(w.message) for w in caught)) + row.pop("notes")

@@ -5,7 +5,8 @@ needs (the model, the target, the options) and is shipped to each worker once; `
 stratum.  A job never raises — it reports its own failure in the row — so a task only fails when its worker
 dies, and then the scheduler runs it again elsewhere.  Jobs take their random numbers from their own item
 (see :func:`subject_seed`), so the rows do not depend on batching, worker, order or retries: a cluster run,
-a run that lost a worker and a serial run give the same table.
+a run that lost a worker and a serial run give the same table.  Jobs run with one BLAS thread everywhere:
+a multi-threaded BLAS sums in another order and would change the last bits.
 
 ``client``: ``"serial"`` runs every job in this process, one after another (the reference run); ``None``
 runs a short job in this process and a longer one on a LocalCluster of one single-threaded worker process
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from koopnb.errors import KoopnbError
@@ -43,7 +45,7 @@ def run_jobs(work: Callable[[Any, Any], dict], shared: Any, items: Sequence, *, 
     rows: list[dict | None] = [None] * len(items)
     if client is not None and client != "serial" and not _is_client(client):
         raise KoopnbError(f"client must be None, 'serial' or a distributed.Client, not {type(client).__name__}")
-    with tqdm(total=len(items), desc=label, disable=not progress, leave=False) as bar:
+    with tqdm(total=len(items), desc=label, disable=not progress, leave=False) as bar, threadpool_limits(limits=1):
         if client == "serial":
             for index, item in enumerate(items):
                 rows[index] = work(shared, item)
@@ -90,6 +92,9 @@ def _run_on(client, work, shared, items, batches: list[list[int]], rows: list, b
 
 
 def _run_batch(work, shared, batch: list) -> list[dict]:
+    # Set for good, not restored: on a worker with several threads, restoring in one thread while another
+    # computes would change its arithmetic mid-job (dask's worker processes start with one BLAS thread anyway).
+    threadpool_limits(limits=1)
     return [work(shared, item) for item in batch]
 
 
