@@ -511,3 +511,51 @@ def test_quinidine_every_patient_is_dosed_before_the_first_level(quinidine):
 def test_quinidine_is_reachable_from_the_top_level():
     assert kn.datasets.quinidine is datasets.quinidine
     assert kn.read_nonmem is read_nonmem
+
+
+def _nlme_quinidine_model(rows: pd.DataFrame, V: float, ka: float, ke: float) -> np.ndarray:
+    """nlme's own prediction for one quinidine patient, row by row as its C code (nlme_one_comp_open in
+    src/nlme.c) computes it: a dose row with an interval replaces the state by the steady state of that
+    dose repeated every interval; another dose row adds to the depot; the levels are the closed form."""
+    conc = depot = last = 0.0
+    predictions = []
+    for k, (t, evid, amount, steady, interval) in enumerate(
+            zip(rows["TIME"], rows["EVID"], rows["AMT"], rows["SS"], rows["II"], strict=True)):
+        if evid == 1:
+            if steady:
+                conc = amount * ka * (1 / (1 - np.exp(-ke * interval)) - 1 / (1 - np.exp(-ka * interval))) / (
+                    V * (ka - ke))
+                depot = amount / (V * (1 - np.exp(-ka * interval)))
+            elif k == 0:
+                conc, depot = 0.0, amount / V
+            else:
+                dt = t - last
+                conc = conc * np.exp(-ke * dt) + depot * ka * (np.exp(-ke * dt) - np.exp(-ka * dt)) / (ka - ke)
+                depot = depot * np.exp(-ka * dt) + amount / V
+            last = t
+        elif evid == 0:
+            dt = t - last
+            predictions.append(conc * np.exp(-ke * dt) + depot * ka * (np.exp(-ke * dt) - np.exp(-ka * dt)) / (ka - ke))
+    return np.array(predictions)
+
+
+def test_quinidine_steady_state_doses_mean_what_nlme_means(quinidine):
+    """Read as SS 1 doses, the data give koopnb's simulation exactly nlme's predictions for every patient."""
+    model = kn.parse_model("""
+        ka = 0.4 [1/h]
+        CL = 9.5 [L/h]
+        V = 120 [L]
+        d/dt(depot) = -ka*depot
+        d/dt(central) = ka*depot - CL/V*central
+        conc = central / V
+        dose depot
+    """)
+    worst = 0.0
+    pieces = list(split_subjects(quinidine).values())
+    with_steady_state = [piece for piece in pieces if any(dose.steady_state for dose in piece.regimen.doses)]
+    assert len(with_steady_state) == 107
+    for piece in with_steady_state[::7]:  # 16 patients keep the test fast; every patient agrees as well
+        reference = _nlme_quinidine_model(piece.rows, 120.0, 0.4, 9.5 / 120.0)
+        ours = model.simulate({"ka": 0.4, "CL": 9.5, "V": 120.0}, piece.regimen, piece.times)["conc"][0]
+        worst = max(worst, float(np.max(np.abs(ours / reference - 1))))
+    assert worst < 1e-10
