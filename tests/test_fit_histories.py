@@ -194,3 +194,10 @@ def test_a_history_fit_equals_model_simulate_with_the_history(model, rule):
     predicted = model.simulate(values, subject.regimen, OBSERVED, covariates=history)["conc"]
     np.testing.assert_allclose(problem.stack.predict(np.zeros(2, dtype=int), np.stack([values["CL"], values["V"]],
                                                                                        axis=1)), predicted, rtol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::koopnb.inference.ConvergenceWarning")
+def test_saving_a_history_is_refused_rather_than_dropped(model, tmp_path):
+    posterior = kn.fit_individual(model, _table(), steps=20, walkers=8, seed=1, progress=False)
+    with pytest.raises(FitError, match="covariate history"):
+        posterior.save(tmp_path / "patient.npz")

@@ -138,6 +138,11 @@ class Posterior(_Displayed):
     def _payload(self, prefix: str) -> tuple[dict[str, np.ndarray], dict]:
         subject = self.subject
         doses = subject.regimen.doses
+        if subject.changes_with_time or subject.occasions is not None:
+            # The file format holds constant covariates and plain doses only: refuse rather than drop a history.
+            raise FitError("this posterior's patient has a covariate history, occasions, resets, steady-state doses "
+                           "or modelled durations, which the posterior file format cannot hold yet; keep the "
+                           "fit in the session (or save its samples with to_arviz())")
         arrays = {f"{prefix}draws": self.draws, f"{prefix}log_density": self.log_density,
                   f"{prefix}times": subject.times, f"{prefix}values": subject.values, f"{prefix}below": subject.below,
                   f"{prefix}doses": np.array([[d.amount, d.time, d.duration] for d in doses]).reshape(len(doses), 3)}
