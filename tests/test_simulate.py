@@ -464,3 +464,12 @@ def test_a_modelled_duration_needs_the_model_to_give_one():
     with pytest.raises(SimulationError, match=r"^the dose of 100 at t = 0 h has a modelled duration, but the model "
                                               r"gives no infusion duration \(dose STATE duration=EXPR\)$"):
         model.simulate({}, kn.Regimen.parse("100 iv over model"), [1.0])
+
+
+def test_ode_solution_asked_for_at_its_start_only_and_a_reset_at_the_horizon():
+    model = kn.parse_model(IV)
+    assert model.simulate({}, kn.Regimen.parse("100 iv at 1 h"), [0.0], solver="ode")["central"][0, 0] == 0.0
+    regimen = kn.Regimen.parse("100 iv; reset at 24 h; 50 iv at 24 h")
+    for solver in ("linear", "ode"):
+        assert model.simulate({}, regimen, [24.0], solver=solver)["central"][0, 0] == pytest.approx(50.0, rel=1e-12)
+        assert kn.Conc(24).evaluate(model, {}, regimen, solver=solver)[0] == pytest.approx(2.5, rel=1e-12)

@@ -57,9 +57,10 @@ class OdeSolution:
         self.events = events
         self.batch, self.n = initial.shape
         self.integrate = tuple(integrate)
-        # A bolus exactly at the horizon must still be seen there (right-continuous states).
+        # A bolus exactly at the horizon must still be seen there (right-continuous states), and a solution
+        # asked for at its start time only still needs one step to hold anything.
         at_end = np.any((events.duration == 0) & (events.start >= horizon) & (events.start <= horizon))
-        self.horizon = float(horizon) * (1 + 1e-12) + 1e-12 if at_end else float(horizon)
+        self.horizon = float(horizon) * (1 + 1e-12) + 1e-12 if at_end or horizon <= start else float(horizon)
         size = (self.n + len(self.integrate)) * self.batch
         self._rtol = rtol / np.sqrt(size)
         self._atol = atol / np.sqrt(size)
