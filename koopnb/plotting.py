@@ -6,10 +6,13 @@ window or touches global state; a notebook shows the returned figure as its rich
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
+from koopnb.errors import KoopnbError
 from koopnb.inference.posterior import PopulationPosterior, Posterior
 from koopnb.inference.simulation import StackedSubjects
 from koopnb.metrics import Target
@@ -141,4 +144,41 @@ def plot_probability_vs_dose(result: DoseResult, ax: Axes | None = None) -> Figu
         ax.set_ylim(0, 1)
     ax.set_title(f"{result.method} optimum" + ("" if result.feasible else " (target out of reach)"))
     ax.legend(frameon=False)
+    return figure
+
+
+def plot_nomogram(table) -> Figure:
+    """Heat maps of a ``kn.nomogram`` table over its two covariates (or one): the best regimen per stratum
+    (left) and its probability P (right).  Strata where the best is not certainly ahead of the runner-up
+    (``decided`` False, their error bars overlap) are dotted; failed strata are left blank."""
+    names = table.attrs.get("covariates")
+    if not names or len(names) > 2:
+        raise KoopnbError("plot_nomogram takes the table of kn.nomogram over one or two covariates")
+    rows_name, columns_name = (names[0], names[1]) if len(names) > 1 else (None, names[0])
+    table = table.assign(_row=table[rows_name] if rows_name else 0.0)
+    regimens = list(dict.fromkeys(table["regimen"].dropna()))
+    codes = table["regimen"].map({label: k for k, label in enumerate(regimens)})
+    x = np.unique(table[columns_name])
+    y = np.unique(table["_row"])
+    at = (np.searchsorted(y, table["_row"]), np.searchsorted(x, table[columns_name]))
+    best, chance = np.full((len(y), len(x)), np.nan), np.full((len(y), len(x)), np.nan)
+    best[at], chance[at] = codes.to_numpy(dtype=float), table["P"].to_numpy(dtype=float)
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    left, right = figure.subplots(1, 2, sharey=True)
+    colours = matplotlib.colormaps["tab10"].resampled(max(len(regimens), 1))
+    left.pcolormesh(x, y, best, cmap=colours, vmin=-0.5, vmax=len(regimens) - 0.5, shading="nearest")
+    left.legend(handles=[Patch(color=colours(k), label=label) for k, label in enumerate(regimens)],
+                loc="upper left", bbox_to_anchor=(0, -0.15), ncol=2, frameon=False, fontsize="small")
+    mesh = right.pcolormesh(x, y, chance, cmap="viridis", vmin=0, vmax=1, shading="nearest")
+    figure.colorbar(mesh, ax=right, label="P(target) of the best regimen")
+    if "decided" in table:
+        open_calls = table[table["decided"].eq(False).fillna(False).astype(bool)]
+        for ax in (left, right):
+            ax.plot(open_calls[columns_name], open_calls["_row"], ".", color="white", ms=3)
+    for ax, title in ((left, "best regimen"), (right, "its probability")):
+        ax.set_xlabel(columns_name)
+        ax.set_title(title)
+    left.set_ylabel(rows_name or "")
+    if rows_name is None:
+        left.set_yticks([])
     return figure
