@@ -184,3 +184,13 @@ def test_rows_at_one_time_follow_the_rule():
     assert nocb.at([5.0, 10.0, 15.0])["CRCL"].tolist() == [2.0, 2.0, 4.0]
     assert locf.at([5.0, 10.0, 15.0])["CRCL"].tolist() == [1.0, 3.0, 3.0]
     assert nocb.change_times().tolist() == [0.0, 10.0] and locf.change_times().tolist() == [10.0, 20.0]
+
+
+def test_a_steady_state_dose_takes_the_covariates_at_its_record_time():
+    model = kn.parse_model(MODEL)
+    rows = pd.DataFrame({"TIME": [24.0, 48.0], "CRCL": [50.0, 150.0]})  # NOCB: 50 up to 24 h, 150 after
+    regimen = Regimen.parse("100 mg iv q12h at 24 h ss")
+    k_before, k_after = 4.0 * 0.5 / V, 4.0 * 1.5 / V
+    trough = DOSE * np.exp(-k_before * TAU) / (1 - np.exp(-k_before * TAU))
+    conc = model.simulate({}, regimen, [30.0, 40.0], covariates=rows)["conc"]
+    np.testing.assert_allclose(conc[0], (trough + DOSE) / V * np.exp(-k_after * np.array([6.0, 16.0])), rtol=1e-12)

@@ -227,3 +227,12 @@ def test_metrics_across_a_reset_are_exact():
     close(kn.AUC(0, 20).evaluate(model, {}, regimen), (5 + 3) * (1 - np.exp(-10 * k)) / k)
     close(kn.Cmax(5, 20).evaluate(model, {}, regimen), np.array([3.0]))
     close(kn.Cmin(5, 20).evaluate(model, {}, regimen), np.array([3.0 * np.exp(-10 * k)]))
+
+
+def test_a_steady_state_dose_later_in_a_history_with_lag_equals_the_doses_before_it():
+    model = kn.parse_model(ORAL)
+    params = {"ka": np.array([0.5, 1.5]), "CL": np.array([2.8, 6.0])}
+    times = 600 + np.array([0.0, 0.2, 0.4, 1.0, 6.0, 11.9])
+    steady_state = model.simulate(params, Regimen.parse("320 mg po q12h at 600 h ss"), times)["conc"]
+    doses = model.simulate(params, Regimen.parse("320 mg po q12h x50 at 12 h"), times)["conc"]
+    close(steady_state, doses, rtol=1e-9)  # 49 earlier doses: e^{-k 588 h} is far below 1e-9
