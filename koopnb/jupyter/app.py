@@ -36,6 +36,7 @@ from koopnb.errors import KoopnbError
 STEADY_STATE_AFTER = 120.0
 """Hours after which the target is judged (5 days; a multiple of 6, 8, 12 and 24 h)."""
 INTERVALS = (6.0, 8.0, 12.0, 24.0)
+WIDE = {"description_width": "120px"}
 """Dosing intervals (h) the page offers."""
 
 VANCOMYCIN = """
@@ -97,7 +98,8 @@ def available_models(folder: str | os.PathLike | None = None) -> list[Choice]:
 class _Table:
     """Rows of number fields with a red message beside each row, and an 'add row' button."""
 
-    def __init__(self, columns: tuple[str, ...], rows: list[tuple[float, ...]], add_label: str):
+    def __init__(self, kind: str, columns: tuple[str, ...], rows: list[tuple[float, ...]], add_label: str):
+        self.kind = kind
         self.columns = columns
         self.rows: list[list[widgets.FloatText]] = []
         self.messages: list[widgets.HTML] = []
@@ -113,8 +115,9 @@ class _Table:
         fields = [widgets.FloatText(value=v, layout=widgets.Layout(width="140px"),
                                     tooltip=c) for v, c in zip(values, self.columns, strict=True)]
         for field, column in zip(fields, self.columns, strict=True):
-            field.add_class(f"koopnb-{column.split()[0].lower()}")
+            field.add_class(f"koopnb-{self.kind}-{column.split()[0].lower()}")
         message = widgets.HTML()
+        message.add_class(f"koopnb-{self.kind}-message")
         self.rows.append(fields)
         self.messages.append(message)
         self.box.children = [*self.box.children, widgets.HBox([*fields, message])]
@@ -142,8 +145,8 @@ class DosingApp:
                                      description="Model", layout=widgets.Layout(width="480px"))
         self.covariate_box = widgets.VBox()
         self.covariate_fields: dict[str, tuple[widgets.Text, widgets.HTML]] = {}
-        self.doses = _Table(("time (h)", "amount (mg)", "infusion (h)"), [(0.0, 1000.0, 1.0)], "add dose")
-        self.levels = _Table(("time (h)", "level (mg/L)"), [(11.5, math.nan)], "add level")
+        self.doses = _Table("dose", ("time (h)", "amount (mg)", "infusion (h)"), [(0.0, 1000.0, 1.0)], "add dose")
+        self.levels = _Table("level", ("time (h)", "level (mg/L)"), [(11.5, math.nan)], "add level")
         self.estimate = widgets.Button(description="Estimate", button_style="primary", icon="calculator")
         self.status = widgets.HTML()
         self.fit_summary = widgets.HTML()
@@ -153,11 +156,11 @@ class DosingApp:
         self.high = widgets.FloatText(description="to", layout=widgets.Layout(width="180px"))
         self.intervals = widgets.SelectMultiple(options=[(f"q{h:g}h", h) for h in INTERVALS], value=INTERVALS,
                                                 description="Intervals")
-        self.step = widgets.FloatText(description="Dose step (mg)")
-        self.max_dose = widgets.FloatText(value=3000.0, description="Max dose (mg)")
-        self.infusion = widgets.FloatText(value=1.0, description="Infusion (h)")
-        self.max_rate = widgets.FloatText(value=1000.0, description="Max rate (mg/h)")
-        self.current_amount = widgets.FloatText(description="Current (mg)")
+        self.step = widgets.FloatText(description="Dose step (mg)", style=WIDE)
+        self.max_dose = widgets.FloatText(value=3000.0, description="Max dose (mg)", style=WIDE)
+        self.infusion = widgets.FloatText(value=1.0, description="Infusion (h)", style=WIDE)
+        self.max_rate = widgets.FloatText(value=1000.0, description="Max rate (mg/h)", style=WIDE)
+        self.current_amount = widgets.FloatText(description="Current (mg)", style=WIDE)
         self.current_interval = widgets.Dropdown(options=[(f"q{h:g}h", h) for h in INTERVALS], value=12.0,
                                                  description="every")
         self.recommend = widgets.Button(description="Recommend", button_style="success", icon="check",
@@ -311,7 +314,9 @@ class DosingApp:
                                       covariates=covariates).iloc[0]
         if current["objective"] > best["objective"]:
             best = current
-        self.answer.value = _answer_html(best, current, self.metric.value, low, high, amounts, infusion)
+        limit = f" (at most {self.max_rate.value:g} mg/h over {infusion:g} h)" if infusion else ""
+        answer = _answer_html(best, current, self.metric.value, low, high, amounts, infusion)
+        self.answer.value = f"{answer}{limit}.</p>"
         self.answer.add_class("koopnb-answer")
         shifted = kn.Window(METRICS[self.metric.value][1](STEADY_STATE_AFTER), low, high)
         page = kn.report(self.posterior, _regimen(current, infusion), shifted, recommended=_regimen(best, infusion),
@@ -339,7 +344,7 @@ def _answer_html(best, current, metric: str, low: float, high: float, amounts: n
     return (f"<h3>Recommended: {best['amount']:g} mg every {best['interval']:g} h{over}</h3>"
             f"<p>Probability that the {label} is between {low:g} and {high:g}: <b>{chance(best)}</b> "
             f"(current regimen, {current['amount']:g} mg every {current['interval']:g} h: {chance(current)}).</p>"
-            f"<p>Searched: multiples of {amounts[0]:g} mg from {amounts[0]:g} to {amounts[-1]:g} mg.</p>")
+            f"<p>Searched: multiples of {amounts[0]:g} mg from {amounts[0]:g} to {amounts[-1]:g} mg")
 
 
 def _red(text: str) -> str:
