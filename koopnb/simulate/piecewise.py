@@ -133,10 +133,13 @@ class PiecewiseSolution:
                 if result is None:
                     result = np.empty((*values.shape[:2], times.size))
                 result[..., chosen] = values
-            else:  # per-set times (exact solution only): evaluate everywhere, keep this piece's entries
-                local = np.where(chosen, times, piece.start) - piece.shift
-                values = evaluate(piece, local, left)
-                result = values if result is None else np.where(chosen[:, None], values, result)
+            else:  # per-set times (exact solution only): the columns where some set is in this piece
+                columns = chosen.any(axis=0)
+                inside = chosen[:, columns]
+                values = evaluate(piece, np.where(inside, times[:, columns], piece.start) - piece.shift, left)
+                if result is None:
+                    result = np.empty((*values.shape[:2], times.shape[1]))
+                result[:, :, columns] = np.where(inside[:, None], values, result[:, :, columns])
         return result
 
     def states(self, times, left: bool = False) -> np.ndarray:
