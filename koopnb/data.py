@@ -259,7 +259,7 @@ def _tidy(source, columns: list[str] | None = None, rule: str | None = None) -> 
         table = source.copy()
         table.attrs[_RULE] = rule
         return table
-    table = _Reader(*_load(source, columns)).tidy()
+    table = _Reader(*_load_with_text(source, columns)).tidy()
     table.attrs[_RULE] = rule or (source.attrs.get(_RULE) if isinstance(source, pd.DataFrame) else None) or "nocb"
     table.attrs[_TIDY_MARK] = _fingerprint(table)
     return table
@@ -283,9 +283,14 @@ def _is_tidy(table: pd.DataFrame) -> bool:
     return _fingerprint(table) == mark
 
 
-def _load(source, columns: list[str] | None) -> tuple[pd.DataFrame, Callable[[int, Any], str] | None]:
-    """The raw table (numbers parsed where a whole column is numbers) and, for a file, a function giving
-    the text of a cell (data row, column) as the file has it, for messages."""
+def _load(source, columns: list[str] | None) -> pd.DataFrame:
+    """The raw table, numbers parsed where a whole column is numbers (koopnb.scale cuts it by subject)."""
+    return _load_with_text(source, columns)[0]
+
+
+def _load_with_text(source, columns: list[str] | None) -> tuple[pd.DataFrame, Callable[[int, Any], str] | None]:
+    """The raw table and, for a file, a function giving the text of a cell (data row, column) as the file
+    has it, for messages."""
     names = _input_names(columns) if columns is not None else None
     cell = None
     if isinstance(source, pd.DataFrame):
