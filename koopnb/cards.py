@@ -1,6 +1,8 @@
 """Rich display of koopnb results: MIME bundles for JupyterLab, classic Notebook, VS Code and terminals.
 
-Pure functions from a result to strings and dicts; nothing here imports IPython.  Every bundle has a
+Pure functions from a result's fields to strings and dicts, beside the core objects they show: the
+objects' ``_repr_mimebundle_``/``_repr_html_`` call them, so results render in any notebook without
+``%load_ext``, and nothing here imports IPython, ipywidgets or matplotlib.  Every bundle has a
 ``text/plain`` line for terminals, a ``text/html`` fallback for front ends without the koopnb lab
 extension, and (for results the extension draws as cards) a JSON payload under
 :data:`RESULT_MIME_TYPE` whose keys match ``extension/src/card/result.ts``:
@@ -19,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from koopnb.errors import MetricError
+from koopnb.expectation.integrand import AllWindows
 from koopnb.inference.sampler import TRUSTED_LENGTH
-from koopnb.metrics import parse_window
+from koopnb.metrics import Metric, Window
 
 RESULT_MIME_TYPE = "application/vnd.koopnb.result+json"
 """The MIME type the koopnb JupyterLab extension renders as a result card."""
@@ -32,19 +34,11 @@ _CARD_STYLE = ("border:1px solid #8884;border-radius:6px;padding:6px 10px;margin
 
 # -- bundles: one entry per displayable object --------------------------------------------------------
 def bundle(obj: Any) -> dict[str, Any]:
-    """The MIME bundle of a koopnb object (Model, ExpectationResult, DoseResult, posterior, ranked table)."""
-    from koopnb.expectation.result import ExpectationResult
-    from koopnb.model.model import Model
-
-    if isinstance(obj, Model):
-        return model_bundle(obj)
-    if isinstance(obj, ExpectationResult):
-        return expectation_bundle(obj)
-    if hasattr(obj, "curve_doses") and hasattr(obj, "dose"):
-        return dose_bundle(obj)
-    if hasattr(obj, "summary") and hasattr(obj, "diagnostics"):
-        return posterior_bundle(obj)
-    raise TypeError(f"koopnb has no rich display for {type(obj).__name__}")
+    """The MIME bundle of a koopnb object (Model, ExpectationResult, DoseResult, posterior): what a
+    notebook shows for it."""
+    if not hasattr(obj, "_repr_mimebundle_"):
+        raise TypeError(f"koopnb has no rich display for {type(obj).__name__}")
+    return obj._repr_mimebundle_()
 
 
 def model_bundle(model) -> dict[str, str]:
@@ -79,17 +73,19 @@ def posterior_summary_bundle(posterior) -> dict[str, str]:
 
 # -- payloads for the lab extension's cards -----------------------------------------------------------
 def expectation_payload(result, title: str | None = None) -> dict[str, Any]:
-    """The card payload of a single-valued ExpectationResult; ``kind`` is "probability" for a window."""
+    """The card payload of a single-valued ExpectationResult; ``kind`` is "probability" for a window (or
+    several at once), with the metric and the window's bounds read from the result's ``quantity``."""
     label = result.label if isinstance(result.label, str) else ""
-    metric, window = _metric_and_window(label)
-    payload = {"kind": "probability" if window is not None else "expectation", "title": title or label or None,
-               **_cost(result)}
-    payload["value"] = float(result.value)
-    payload["error"] = float(result.error)
-    if metric is not None:
-        payload["metric"] = metric
-    if window is not None:
-        payload["window"] = list(window)
+    quantity = result.quantity
+    chance = isinstance(quantity, (Window, AllWindows))
+    payload = {"kind": "probability" if chance else "expectation", "title": title or label or None,
+               **_cost(result), "value": float(result.value), "error": float(result.error)}
+    if isinstance(quantity, Window):
+        payload["metric"] = str(quantity.metric)
+        payload["window"] = [_bound(quantity.low), _bound(quantity.high)]
+    elif isinstance(quantity, Metric):
+        payload["metric"] = str(quantity)
+    if chance:
         payload["probability"] = float(result.value)
     return _without_none(payload)
 
@@ -235,28 +231,17 @@ def format_value_error(value: float, error: float) -> tuple[str, str]:
 
 
 # -- details ------------------------------------------------------------------------------------------
-def _metric_and_window(label: str) -> tuple[str | None, tuple[float | None, float | None] | None]:
-    """Metric text and window bounds read back from an ExpectationResult label (``E[...]`` or ``P(...)``)."""
-    if label.startswith("P(") and label.endswith(")"):
-        try:
-            window = parse_window(label[2:-1])
-        except MetricError:
-            return None, None
-        return str(window.metric), (window.low, window.high)
-    if label.startswith("E[") and label.endswith("]"):
-        return label[2:-1], None
-    return None, None
-
-
 def _target_parts(target) -> tuple[str | None, tuple | None]:
     """Metric text and window bounds of a DoseResult target (a Window, a list of Windows, or a Target)."""
-    from koopnb.metrics import Window
-
     if isinstance(target, Window):
-        return str(target.metric), (target.low, target.high)
+        return str(target.metric), (_bound(target.low), _bound(target.high))
     if isinstance(target, (list, tuple)):
         return None, None
     return str(target.metric), None
+
+
+def _bound(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def _target_text(target) -> str:

@@ -97,13 +97,13 @@ class DoseResult:
                 f"{'converged' if self.converged else 'NOT converged'}]{status}")
 
     def _repr_html_(self) -> str:
-        from koopnb.jupyter.display import dose_html
+        from koopnb.cards import dose_html
 
         return dose_html(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         """text/plain, text/html and the result card (application/vnd.koopnb.result+json)."""
-        from koopnb.jupyter.display import dose_bundle
+        from koopnb.cards import dose_bundle
 
         return dose_bundle(self)
 

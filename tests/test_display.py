@@ -2,12 +2,13 @@
 numbers are rounded to their error, and every bundle has text and HTML fallbacks."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import koopnb as kn
-from koopnb.jupyter.display import (
+from koopnb.cards import (
     RESULT_MIME_TYPE,
     bundle,
     expectation_bundle,
@@ -60,6 +61,19 @@ def test_probability_payload(model):
     assert payload["value"] == payload["probability"] == result.value and payload["n_evals"] == result.n_evals
     assert data["text/plain"].startswith("P(auc(0, 24) in 80..) = ")
     assert "koopnb-card" in data["text/html"]
+
+
+def test_the_card_reads_the_window_from_the_result_not_its_label(model):
+    window = kn.Window(kn.AUC(0, 24), 80, 120)
+    result = replace(kn.probability(window, model, REGIMEN, model.prior()), label="chance of the target")
+    payload = expectation_bundle(result)[RESULT_MIME_TYPE]
+    assert result.quantity == window
+    assert payload["metric"] == "auc(0, 24)" and payload["window"] == [80.0, 120.0]
+    assert payload["title"] == "chance of the target"
+    both = kn.probability([window, kn.Window(kn.Cmax(0, 24), None, 12.0)], model, REGIMEN, model.prior())
+    payload = expectation_bundle(both)[RESULT_MIME_TYPE]
+    check_payload(payload, "probability")  # two windows at once: a probability, with no single window to draw
+    assert payload["probability"] == both.value and "window" not in payload
 
 
 def test_expectation_payload_and_a_list_of_quantities(model):

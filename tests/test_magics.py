@@ -11,8 +11,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import koopnb as kn
+from koopnb.cards import RESULT_MIME_TYPE
 from koopnb.inference import ConvergenceWarning
-from koopnb.jupyter.display import RESULT_MIME_TYPE
 from koopnb.jupyter.magics import KoopnbMagics
 
 MODEL_CELL = """\
@@ -91,13 +91,29 @@ def test_pkmodel_binds_the_model_and_shows_equations_and_parameters(shell):
 
 
 def test_pkmodel_error_points_at_line_and_column_with_a_caret(shell):
-    cell = "ka = 1.5 ~ 0.6\nCL = 2.8 ~ 0.3\nd/dt(depot) = -ka*depot +\n"
-    result, captured = run(shell, "%%pkmodel broken\n" + cell)
-    assert_one_line_error(result, captured, "line 3, column 25:")
+    cell = "%%pkmodel broken\nka = 1.5 ~ 0.6\nCL = 2.8 ~ 0.3\nd/dt(depot) = -ka*depot +\n"
+    result, captured = run(shell, cell)
+    # The line as the editor numbers it: the %%pkmodel line is line 1 of the cell, so body line 3 is line 4.
+    assert_one_line_error(result, captured, "line 4, column 25:")
+    assert cell.splitlines()[4 - 1][25 - 1] == "+"
     message = str(result.error_in_exec).splitlines()
     assert message[1].strip() == "d/dt(depot) = -ka*depot +"
     assert message[2].index("^") == message[1].index("+")  # the caret sits under the offending '+'
     assert "broken" not in shell.user_ns
+
+
+@pytest.mark.parametrize(("cell", "line"), [
+    ("%%pkmodel m\nka = 1.5 ~ 0.6\nka = 2 ~ 0.1\n", 3),
+    ("%%pkmodel m\n\n\nka = 1.5 ~ 0.6\nd/dt(a) = -ka*a +* 2\n", 5),
+    ("%%pkmodel m\nimport os\n", 2),
+])
+def test_pkmodel_errors_are_located_as_the_editor_numbers_lines(shell, cell, line):
+    result, captured = run(shell, cell)
+    assert_one_line_error(result, captured, f"line {line}, column ")
+    located = str(result.error_in_exec).splitlines()
+    shown = located[0].split(":")[0]
+    assert shown.startswith(f"line {line}, column ")
+    assert located[1].strip() == cell.splitlines()[line - 1].strip()  # the line quoted is that editor line
 
 
 def test_pkmodel_needs_a_variable_name(shell):
@@ -172,8 +188,34 @@ def test_pkexpect_montecarlo_and_a_distribution_variable(shell, theo):
     ('%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" --bounds 500..100', "0 < low < high"),
     ("%pkfit theo nodata", "no variable or file 'nodata'"),
     ('%pkdashboard theo --regimen "320 mg po" --metric "cmax(0)"', "cmax takes 2 numbers"),
+    # Each of these printed a traceback before (issue 14, defect 9), or bound a result to no valid name.
+    ('%pkdashboard theo --regimen "320 mg po q24h x3" --metric "auc(0, 24)" --window "120..80"',
+     "the window's low bound 120 must be below its high bound 80"),
+    ('%pkdashboard theo --regimen "320 mg po q24h x3" --metric "auc(0, 24)" --window "5..5"', "must be below"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)" --method qmc --seed -1',
+     "argument --seed: needs a whole number >= 0, not '-1'"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)" --method montecarlo --n 0',
+     "argument --n: needs a whole number >= 1, not '0'"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)" --rtol nan',
+     "argument --rtol: needs a finite number >= 0, not 'nan'"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)" --atol inf',
+     "argument --atol: needs a finite number >= 0, not 'inf'"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)" -o 2x', "-o needs a Python variable name, not '2x'"),
+    ('%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" -o "a b"',
+     "-o needs a Python variable name, not 'a b'"),
+    ("%pkfit theo nodata -o class", "-o needs a Python variable name, not 'class'"),
+    ("%pkfit theo theoph --id 1 --seed -1", "argument --seed: needs a whole number >= 0, not '-1'"),
+    ("%pkfit theo theoph --id 1 --steps 0", "argument --steps: needs a whole number >= 1, not '0'"),
+    ("%pkfit theo theoph --id 1 --walkers 1.5", "argument --walkers: needs a whole number >= 1, not '1.5'"),
+    ("%pkfit theo levels", "levels holds (times, values) without doses: give them with --regimen"),
+    ('%pkfit theo levels --regimen "320 mg po q24 hh"', "not 'hh'"),
+    ('%pkfit theo theoph --regimen "320 mg po"', "the table holds 12 subjects, each with the doses of its own rows"),
 ])
-def test_every_mistake_is_one_line(shell, theo, line, fragment):
+def test_every_mistake_is_one_line(shell, theo, theoph_table, line, fragment):
+    shell.user_ns["theoph"] = theoph_table
+    shell.user_ns["levels"] = (np.array([1.0, 2.0, 4.0]), np.array([5.0, 6.0, 4.0]))
+    for name in ("2x", "a b", "class"):
+        shell.user_ns.pop(name, None)
     result, captured = run(shell, line)
     assert_one_line_error(result, captured, fragment)
 
@@ -237,6 +279,25 @@ def test_pkfit_population_by_default_posterior(shell, theo, theoph_table):
     assert "Population posterior of 12 subjects" in bundles(captured)[0]["text/html"]
     result, captured = run(shell, '%pkexpect theo --dist posterior --regimen "320 mg po" --metric "auc(0, 24)"')
     assert result.success, captured.stderr  # a posterior is turned into its distribution
+
+
+def test_pkfit_times_and_values_with_a_regimen(shell, theo):
+    regimen = kn.Regimen.parse("320 mg po q12h x2")
+    times = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.5, 16.0, 24.0])
+    shell.user_ns["levels"] = (times, theo.simulate({}, regimen, times)["conc"][0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result, captured = run(shell, '%pkfit theo levels --regimen "320 mg po q12h x2" --steps 40 --seed 3 -o patient')
+    assert result.success, captured.stderr
+    posterior = shell.user_ns["patient"]
+    assert isinstance(posterior, kn.Posterior) and posterior.subject.regimen == regimen
+    np.testing.assert_array_equal(posterior.subject.times, times)
+    # the same fit through the library, same seed: the magic adds nothing and drops nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        direct = kn.fit_individual(theo, shell.user_ns["levels"], regimen, steps=40, seed=3, progress=False)
+    np.testing.assert_array_equal(posterior.draws, direct.draws)
+    assert "--regimen" in KoopnbMagics.pkfit.__doc__
 
 
 def test_pkfit_unknown_subject(shell, theo, theoph_table):

@@ -89,7 +89,7 @@ def expectation(g, model, regimen, dist: Distribution, method: str = "koopman", 
         n_evals=integrand.n_evals, method=method, converged=bool(converged),
         elapsed=time.perf_counter() - started, rule="; ".join(dict.fromkeys(rules)),
         label=labels[0] if single else labels, history=tuple(history), warnings=tuple(dict.fromkeys(warnings)),
-        orders=outcomes[0][1].orders if len(outcomes) == 1 else ())
+        orders=outcomes[0][1].orders if len(outcomes) == 1 else (), quantity=items[0] if single else tuple(items))
 
 
 def probability(window, model, regimen, dist: Distribution, **options) -> ExpectationResult:

@@ -18,7 +18,9 @@ class ExpectationResult:
     covers the true error).  ``n_evals`` counts every parameter set simulated (root-finding steps included);
     ``converged`` is True only when the error met the tolerance max(atol, rtol·|value|), for every method.
     ``history`` holds one ``(n_evals, value, error)`` row per level, for convergence plots.  ``orders`` are the
-    points per direction of the final tensor rule when one tensor rule answered (else empty).
+    points per direction of the final tensor rule when one tensor rule answered (else empty).  ``quantity``
+    is what was integrated: the Metric, Window, AllWindows or function (a tuple of them for a list), so that
+    display reads the metric and the window's bounds from it rather than from ``label``.
     """
 
     value: float | np.ndarray
@@ -32,6 +34,7 @@ class ExpectationResult:
     history: tuple = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
     orders: tuple[int, ...] = ()
+    quantity: object = None
 
     def __float__(self) -> float:
         return float(self.value)
@@ -49,13 +52,13 @@ class ExpectationResult:
         return f"<ExpectationResult {self}>"
 
     def _repr_html_(self) -> str:
-        from koopnb.jupyter.display import expectation_html
+        from koopnb.cards import expectation_html
 
         return expectation_html(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         """text/plain, text/html and the result card (application/vnd.koopnb.result+json)."""
-        from koopnb.jupyter.display import expectation_bundle
+        from koopnb.cards import expectation_bundle
 
         return expectation_bundle(self)
 

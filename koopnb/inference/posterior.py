@@ -29,7 +29,7 @@ class _Displayed:
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         """text/plain, text/html (summary table) and the result card (application/vnd.koopnb.result+json)."""
-        from koopnb.jupyter.display import posterior_bundle
+        from koopnb.cards import posterior_bundle
 
         return posterior_bundle(self)
 

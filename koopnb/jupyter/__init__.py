@@ -1,7 +1,7 @@
 """The notebook layer: IPython magics, the interactive dosing dashboard and rich display.
 
-Only this package imports IPython and ipywidgets; the imports are deferred so that the numerical
-core can use :mod:`koopnb.jupyter.display` (pure functions) without them.
+Only this package imports IPython and ipywidgets; the core never imports it (rich display lives in
+:mod:`koopnb.cards`, beside the objects it shows).
 """
 
 from __future__ import annotations

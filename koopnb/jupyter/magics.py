@@ -10,8 +10,10 @@ raised as a ``UsageError``, which IPython shows as one paragraph without a trace
 from __future__ import annotations
 
 import keyword
+import math
 import os
 import warnings
+from argparse import ArgumentTypeError
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,17 +23,40 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
+from koopnb import cards
 from koopnb.data import read_nonmem, subjects
 from koopnb.distributions import Distribution
 from koopnb.errors import KoopnbError, MetricError, ModelError
 from koopnb.expectation import expectation, probability
 from koopnb.inference import ConvergenceWarning, fit_individual, fit_population
 from koopnb.jupyter import DOSE_RANGE
-from koopnb.jupyter import display as rich
 from koopnb.metrics import Target, Window, parse_bounds, parse_metric, parse_window
 from koopnb.model import Model, parse_model
 from koopnb.optimize import optimize_dose
 from koopnb.regimen import Regimen
+
+
+# -- option types (argparse shows their messages as "argument --seed: ...") ------------------------
+def _at_least(least: int):
+    """An option type: a whole number >= ``least`` (1 for steps, walkers and draws; 0 for seeds)."""
+    def whole_number(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = least - 1
+        if number < least:
+            raise ArgumentTypeError(f"needs a whole number >= {least}, not {text!r}")
+        return number
+
+    return whole_number
+
+
+def _tolerance(text: str) -> float:
+    """A tolerance: a finite number >= 0."""
+    number = _number(text)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise ArgumentTypeError(f"needs a finite number >= 0, not {text!r}")
+    return number
 
 
 @magics_class
@@ -56,45 +81,54 @@ class KoopnbMagics(Magics):
         try:
             model = parse_model(cell, name=args.name)
         except ModelError as error:
-            raise UsageError(model_error_text(error, cell)) from None
+            raise UsageError(model_error_text(error, cell, first_line=2)) from None
         except KoopnbError as error:
             raise UsageError(str(error)) from None
         self.shell.user_ns[args.name] = model
-        display(rich.model_bundle(model), raw=True)
+        display(cards.model_bundle(model), raw=True)
 
     @line_magic
     @magic_arguments()
     @argument("model", help="variable holding the model (from %%pkmodel)")
     @argument("data", help="variable holding the data (NONMEM-style table or (times, values)), or a CSV path")
+    @argument("--regimen", default=None, help='the doses of (times, values) data, e.g. "320 mg po q24h x3"')
     @argument("--id", default=None, help="fit this subject of a table alone (individual fit)")
-    @argument("--steps", type=int, default=2000, help="emcee steps per walker (default 2000)")
-    @argument("--walkers", type=int, default=None, help="emcee walkers (default max(32, 4 per parameter))")
-    @argument("--seed", type=int, default=None, help="random seed for reproducible draws")
+    @argument("--steps", type=_at_least(1), default=2000, help="emcee steps per walker (default 2000)")
+    @argument("--walkers", type=_at_least(1), default=None, help="emcee walkers (default max(32, 4 per parameter))")
+    @argument("--seed", type=_at_least(0), default=None, help="random seed (an integer >= 0) for reproducible draws")
     @argument("-o", "--output", default="posterior", help="variable the posterior is bound to (default posterior)")
     def pkfit(self, line: str) -> None:
         """Fit MODEL to DATA with emcee: one subject (a table of one subject, or --id) is an individual fit,
-        a table of many subjects a population fit.  Shows a progress bar and the posterior summary."""
+        a table of many subjects a population fit; (times, values) data take their doses from --regimen.
+        Shows a progress bar and the posterior summary."""
         args = _parse(self.pkfit, line)
         model = self._model(args.model)
         data = self._data(args.data)
         options = {"steps": args.steps, "walkers": args.walkers, "seed": args.seed, "progress": True}
         with user_errors(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
+            regimen = Regimen.parse(args.regimen) if args.regimen is not None else None
             if isinstance(data, pd.DataFrame):
                 table = read_nonmem(data)
                 ids = subjects(table)
                 if args.id is not None:
-                    posterior = fit_individual(model, table, subject=_subject(args.id, ids), **options)
+                    posterior = fit_individual(model, table, regimen, subject=_subject(args.id, ids), **options)
                 elif len(ids) == 1:
-                    posterior = fit_individual(model, table, **options)
+                    posterior = fit_individual(model, table, regimen, **options)
+                elif regimen is not None:
+                    raise UsageError(f"the table holds {len(ids)} subjects, each with the doses of its own rows; "
+                                     "--regimen goes with (times, values) data or one subject (--id)")
                 else:
                     posterior = fit_population(model, table, **options)
             elif args.id is not None:
                 raise UsageError("--id picks a subject of a table; the data here is (times, values)")
+            elif regimen is None:
+                raise UsageError(f"{args.data} holds (times, values) without doses: give them with --regimen, "
+                                 'e.g. --regimen "320 mg po"')
             else:
-                posterior = fit_individual(model, data, **options)
+                posterior = fit_individual(model, data, regimen, **options)
         self.shell.user_ns[args.output] = posterior
-        display(rich.posterior_summary_bundle(posterior), raw=True)
+        display(cards.posterior_summary_bundle(posterior), raw=True)
         for warning in caught:
             if issubclass(warning.category, ConvergenceWarning):
                 print(f"Note: {warning.message}")
@@ -108,10 +142,10 @@ class KoopnbMagics(Magics):
     @argument("--metric", required=True, help='exposure metric, e.g. "auc(0, 24)"')
     @argument("--window", default=None, help="target window LOW..HIGH (..HIGH, LOW..): gives the probability")
     @argument("--method", default="koopman", choices=("koopman", "montecarlo", "qmc"), help="integration method")
-    @argument("--n", type=int, default=10_000, help="Monte Carlo draws (--method montecarlo)")
-    @argument("--seed", type=int, default=None, help="random seed (Monte Carlo and QMC)")
-    @argument("--rtol", type=float, default=1e-4, help="relative tolerance (default 1e-4)")
-    @argument("--atol", type=float, default=None, help="absolute tolerance (default the library's)")
+    @argument("--n", type=_at_least(1), default=10_000, help="Monte Carlo draws (--method montecarlo)")
+    @argument("--seed", type=_at_least(0), default=None, help="random seed, an integer >= 0 (Monte Carlo and QMC)")
+    @argument("--rtol", type=_tolerance, default=1e-4, help="relative tolerance (default 1e-4)")
+    @argument("--atol", type=_tolerance, default=None, help="absolute tolerance (default the library's)")
     @argument("--covariate", action="append", default=[], metavar="NAME=VALUE", help="a covariate value (repeat)")
     @argument("-o", "--output", default=None, help="variable the ExpectationResult is bound to")
     def pkexpect(self, line: str) -> None:
@@ -132,7 +166,7 @@ class KoopnbMagics(Magics):
                 result = probability(Window(metric, *parse_bounds(args.window)), model, regimen, dist, **options)
         if args.output:
             self.shell.user_ns[args.output] = result
-        display(rich.expectation_bundle(result), raw=True)
+        display(cards.expectation_bundle(result), raw=True)
 
     @line_magic
     @magic_arguments()
@@ -166,7 +200,7 @@ class KoopnbMagics(Magics):
                                    covariates=_covariates(args.covariate))
         if args.output:
             self.shell.user_ns[args.output] = result
-        display(rich.dose_bundle(result), raw=True)
+        display(cards.dose_bundle(result), raw=True)
 
     @line_magic
     @magic_arguments()
@@ -227,13 +261,16 @@ class KoopnbMagics(Magics):
 # -- helpers ----------------------------------------------------------------------------------------
 def _parse(magic, line: str):
     """The magic's options, with the quotes around values such as "320 mg po q24h x3" removed
-    (IPython splits option strings without removing quotes)."""
+    (IPython splits option strings without removing quotes); ``-o`` must name a Python variable."""
     args = parse_argstring(magic, line)
     for name, value in vars(args).items():
         if isinstance(value, str):
             setattr(args, name, _unquote(value))
         elif isinstance(value, list):
             setattr(args, name, [_unquote(v) if isinstance(v, str) else v for v in value])
+    output = getattr(args, "output", None)
+    if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
+        raise UsageError(f"-o needs a Python variable name, not {output!r}")
     return args
 
 
@@ -251,11 +288,17 @@ def user_errors() -> Iterator[None]:
     except KoopnbError as error:
         raise UsageError(str(error)) from None
     except OSError as error:
+        if error.filename is None:
+            raise UsageError(str(error)) from None
         raise UsageError(f"cannot read {error.filename!r}: {error.strerror}") from None
 
 
-def model_error_text(error: ModelError, source: str) -> str:
-    """``line L, column C: message`` followed by the offending line of ``source`` and a caret under C."""
+def model_error_text(error: ModelError, source: str, first_line: int = 1) -> str:
+    """``line L, column C: message`` followed by the offending line of ``source`` and a caret under C.
+
+    ``first_line`` is the line number, as the editor shows it, of the first line of ``source``: 2 for the
+    body of a ``%%pkmodel`` cell, whose first line is the magic itself.
+    """
     lines = source.splitlines()
     if error.line is None or not 1 <= error.line <= len(lines):
         return str(error)
@@ -263,7 +306,9 @@ def model_error_text(error: ModelError, source: str) -> str:
     column = max(int(error.column or 1), 1)
     # Keep tabs in the caret's indentation so it lines up under the same character.
     indent = "".join(ch if ch == "\t" else " " for ch in text[: column - 1])
-    return f"{error}\n    {text}\n    {indent}^"
+    where = f"line {error.line + first_line - 1}" + (f", column {error.column}" if error.column is not None else "")
+    located = f"{where}: {error.message}"
+    return f"{located}\n    {text}\n    {indent}^"
 
 
 def parse_target(text: str) -> Target:

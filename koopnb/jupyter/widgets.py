@@ -27,12 +27,12 @@ import ipywidgets as widgets
 import numpy as np
 from matplotlib.figure import Figure
 
+from koopnb.cards import format_value_error
 from koopnb.distributions import Distribution
 from koopnb.errors import KoopnbError
 from koopnb.expectation import ExpectationResult, expectation, probability
 from koopnb.expectation.gauss import tensor_rule
 from koopnb.jupyter import DOSE_RANGE
-from koopnb.jupyter.display import format_value_error
 from koopnb.metrics import Cmax, Cmin, Conc, Metric, Window, parse_metric
 from koopnb.optimize import DoseResult, optimize_dose, scales_with_dose
 from koopnb.regimen import Regimen
@@ -64,6 +64,8 @@ def dashboard(model, dist: Distribution, regimen: Regimen | str, metric: Metric 
         regimen = Regimen.parse(regimen)
     if isinstance(metric, str):
         metric = parse_metric(metric)
+    if window is not None and not isinstance(window, Window):
+        window = Window(metric, *window)  # a reversed or non-finite window fails here, in one sentence
     if isinstance(window, Window):
         window = (window.low, window.high)
     if not isinstance(dist, Distribution):

@@ -210,12 +210,12 @@ class Model:
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         """text/plain, text/latex (the equations) and text/html (equations and parameter table)."""
-        from koopnb.jupyter.display import model_bundle
+        from koopnb.cards import model_bundle
 
         return model_bundle(self)
 
     def _repr_html_(self) -> str:
-        from koopnb.jupyter.display import model_html
+        from koopnb.cards import model_html
 
         return model_html(self)
 
