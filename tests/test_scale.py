@@ -185,3 +185,21 @@ def test_bad_requests_are_one_sentence(model, ward):
                          strata={"CRCL": [60, 130]}, client="serial")
     with pytest.raises(kn.KoopnbError, match="client must be"):
         kn.nomogram(model, TARGET, {"CRCL": [60]}, REGIMENS, client="threads")
+
+
+def test_the_nomogram_heat_map_and_widget_show_the_table(model):
+    from koopnb.jupyter.nomogram import nomogram_view, stratum_html
+    from koopnb.plotting import plot_nomogram
+
+    table = kn.nomogram(model, TARGET, {"CRCL": [20, 140]}, REGIMENS, client="serial", progress=False)
+    figure = plot_nomogram(table)
+    best_map, chance_map = (ax.collections[0].get_array() for ax in figure.axes[:2])
+    legend = [text.get_text() for text in figure.axes[0].get_legend().texts]
+    assert legend == list(dict.fromkeys(table.regimen))
+    assert best_map.ravel().tolist() == [legend.index(label) for label in table.regimen]
+    assert np.allclose(chance_map.ravel(), table.P)
+    view = nomogram_view(table)
+    answer, pick = view.children[2], view.children[1].children[0]
+    assert answer.value == stratum_html(table.iloc[0]) and table.regimen.iloc[0] in answer.value
+    pick.value = 140.0
+    assert answer.value == stratum_html(table.iloc[1]) and f"{table.P.iloc[1]:.3f}"[:4] in answer.value
