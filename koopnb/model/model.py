@@ -168,6 +168,7 @@ class Model:
         ``params`` maps parameter names to floats or 1-D arrays (one entry per parameter set); parameters
         not given take their typical values.  ``covariates`` as for :meth:`solve` (constants or a history).
         Linear models are solved exactly, others by a batched ODE solve (``options`` as for :meth:`solve`).
+        A value that is not finite is a :class:`~koopnb.errors.SimulationError` naming it, its time and row.
         """
         times = np.asarray(times, dtype=float)
         if times.ndim != 1 or times.size == 0:
@@ -175,7 +176,15 @@ class Model:
         if not np.all(np.isfinite(times)) or times.min() < 0:
             raise SimulationError("times must be finite and not negative (hours after the start)")
         trajectory = self.solve(params, regimen, covariates, horizon=float(times.max()), times=times, **options)
-        return trajectory.outputs(times)
+        values = trajectory.outputs(times)
+        for name, value in values.items():
+            bad = np.argwhere(~np.isfinite(value))
+            if bad.size:  # an honest error rather than a NaN or inf passed on as a concentration
+                row, column = bad[0]
+                raise SimulationError(
+                    f"'{name}' is {value[row, column]} at t = {times[column]:g} h for parameter set {row} (check the "
+                    "model for a division by zero, a logarithm of a non-positive number or an overflow)")
+        return values
 
     def __reduce__(self):
         # The generated functions do not pickle; the spec does, and rebuilds them (dask ships models this way).
