@@ -170,7 +170,7 @@ def _current_regimen(subject: SubjectRows, horizon: float) -> tuple[Regimen | No
     if not doses:
         return None, "no dose recorded"
     last = doses[-1]
-    interval = getattr(last, "interval", None)  # II of a steady-state dose, once the data carry it
+    interval = last.interval  # the II of a steady-state dose
     if not interval and len(doses) > 1:
         interval = last.time - doses[-2].time
     if not interval:
