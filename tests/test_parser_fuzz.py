@@ -204,3 +204,95 @@ def test_the_parser_never_evaluates_text():
     for module in (koopnb.model.parse, koopnb.model.lexer):
         source = Path(module.__file__).read_text(encoding="utf-8")
         assert forbidden.search(source) is None, module.__name__
+
+
+# --- parse -> simulate: a koopnb error or finite numbers, in bounded time -------------------------------------
+
+SIMULATION_SECONDS = 30
+"""Wall-clock limit of one generated model's parse and simulation (generous: the machine is shared)."""
+
+NUMBERS = st.sampled_from(["0", "1", "0.5", "2", "3.7", "1e-300", "1e300", "1e308", "700", "710", "1e-8"])
+
+
+def expressions(names: list[str]) -> st.SearchStrategy[str]:
+    """Expressions of the language over ``names``, ``t`` and extreme numbers, nested a few levels."""
+    leaves = st.one_of(st.sampled_from([*names, "t"]), NUMBERS, NUMBERS.map(lambda n: f"(-{n})"))
+
+    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        binary = st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "^"]), inner).map(
+            lambda p: f"({p[0]} {p[1]} {p[2]})")
+        unary = st.tuples(st.sampled_from(["exp", "log", "sqrt", "abs"]), inner).map(lambda p: f"{p[0]}({p[1]})")
+        pair = st.tuples(st.sampled_from(["min", "max"]), inner, inner).map(lambda p: f"{p[0]}({p[1]}, {p[2]})")
+        where = st.tuples(inner, st.sampled_from(["<", "<=", ">", ">="]), inner, inner, inner).map(
+            lambda p: f"where({p[0]} {p[1]} {p[2]}, {p[3]}, {p[4]})")
+        return st.one_of(binary, unary, pair, where)
+
+    return st.recursive(leaves, extend, max_leaves=6)
+
+
+@st.composite
+def generated_models(draw) -> str:
+    """A model with 1-3 parameters (any IIV form, bounds or neither), 1-2 states, an output and a dose line."""
+    parameters = draw(st.lists(st.sampled_from(["CL", "V", "ka", "select", "minimum", "less", "x0"]),
+                               min_size=1, max_size=3, unique=True))
+    states = draw(st.lists(st.sampled_from(["central", "depot", "where_", "greater"]), min_size=1, max_size=2,
+                           unique=True))
+    lines = []
+    for name in parameters:
+        value = draw(st.sampled_from(["2.8", "0.1", "31.5", "1e-300", "1e300", "0", "-1"]))
+        spread = draw(st.sampled_from(["", " ~ 0.3", " ~ 27%", " ~ variance(0.09)", " ~ sd(2)", " ~ 30% iov 10%",
+                                       " in (-inf, inf)", " in (-2, 1e301)", " fixed"]))
+        lines.append(f"{name} = {value}{spread}")
+    if len(parameters) > 1 and draw(st.booleans()):
+        lines.append(f"corr({parameters[0]}, {parameters[1]}) = {draw(st.sampled_from(['0.5', '-0.9', '0.99']))}")
+    names = parameters + states
+    for state in states:
+        lines.append(f"d/dt({state}) = {draw(expressions(names))}")
+        if draw(st.booleans()):
+            lines.append(f"{state}(0) = {draw(expressions(parameters))}")
+    lines.append(f"conc = {draw(expressions(names))} + {states[0]}")
+    options = draw(st.sampled_from(["", " lag=0.5", " bioavailability=0.8", " duration=1", " duration=0",
+                                    f" duration={parameters[0]}"]))
+    lines.append(f"dose {states[0]}{options}")
+    return "\n".join(lines) + "\n"
+
+
+def simulate_outcome(text: str) -> None:
+    """Parse and simulate ``text``: a located ModelError, another KoopnbError, or finite outputs."""
+    import signal
+
+    import numpy as np
+
+    import koopnb as kn
+    from koopnb.errors import KoopnbError
+
+    def too_slow(signum, frame):
+        raise TimeoutError(f"parse and simulate took more than {SIMULATION_SECONDS} s:\n{text}")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(SIMULATION_SECONDS)
+    try:
+        outcome = check_outcome(text)
+        if isinstance(outcome, ModelError):
+            return
+        try:
+            model = kn.Model(outcome)
+            values = model.simulate({}, kn.Regimen([kn.Dose(100.0), kn.Dose(50.0, time=6.0)]),
+                                    [0.0, 0.5, 2.0, 12.0])
+        except KoopnbError:
+            return
+        for name, value in values.items():
+            assert np.all(np.isfinite(value)), (name, value, text)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(generated_models())
+def test_generated_models_give_a_koopnb_error_or_finite_numbers_in_bounded_time(text):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's overflow warnings; the outcome is checked
+        simulate_outcome(text)

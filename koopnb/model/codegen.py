@@ -106,7 +106,12 @@ def _broadcasting(function: Callable, count: int) -> Callable:
     """Wrap a lambdified list-returning function so every entry is a float array of the batch shape."""
 
     def evaluate(*args):
-        values = function(*args)
+        try:
+            values = function(*args)
+        except (ZeroDivisionError, OverflowError):
+            # Python floats raise where numpy gives inf or nan (0.0**-1 with a scalar t); the
+            # simulation then reports the non-finite value as a SimulationError.
+            values = function(*(np.asarray(a, dtype=float) for a in args))
         shapes = {np.shape(a) for a in args}
         # Usually every argument has the batch shape; broadcast_shapes is only needed when they differ.
         shape = shapes.pop() if len(shapes) == 1 else np.broadcast_shapes(*shapes) if shapes else ()
