@@ -337,3 +337,13 @@ def test_a_thousand_term_sum_and_a_hundred_nested_quantities_work():
     model = kn.parse_model(nested + "d/dt(c) = -x98*c\nconc = c\ndose c\n")
     out = model.simulate({}, kn.Regimen([kn.Dose(1.0)]), [1.0])
     assert out["conc"][0, 0] == pytest.approx(math.exp(-(0.5 ** (0.5**98))), rel=1e-12)
+
+
+def test_a_dose_with_a_modelled_duration_is_infused_over_it():
+    model = kn.parse_model("CL = 2 ~ 0.2\nV = 20\nD1 = 2 [h] ~ 0.3\nd/dt(central) = -CL/V*central\n"
+                           "conc = central / V\ndose central duration=D1\n")
+    k, rate = 0.1, 100.0 / 2  # 100 mg over D1 = 2 h into V = 20 L
+    out = model.simulate({}, kn.Regimen([kn.Dose(100.0, duration=None)]), [1.0, 5.0])
+    during = rate / (k * 20) * (1 - math.exp(-k * 1.0))
+    after = rate / (k * 20) * (1 - math.exp(-k * 2.0)) * math.exp(-k * 3.0)
+    np.testing.assert_allclose(out["conc"][0], [during, after], rtol=1e-10)
