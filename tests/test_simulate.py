@@ -473,3 +473,12 @@ def test_ode_solution_asked_for_at_its_start_only_and_a_reset_at_the_horizon():
     for solver in ("linear", "ode"):
         assert model.simulate({}, regimen, [24.0], solver=solver)["central"][0, 0] == pytest.approx(50.0, rel=1e-12)
         assert kn.Conc(24).evaluate(model, {}, regimen, solver=solver)[0] == pytest.approx(2.5, rel=1e-12)
+
+
+def test_a_linear_model_with_a_coefficient_or_initial_value_that_is_not_finite_says_which():
+    model = kn.parse_model(IV)
+    with pytest.raises(SimulationError, match=r"^d/dt\(central\) has a coefficient that is not finite for 1 of 2 "):
+        model.simulate({"V": np.array([0.0, 20.0])}, kn.Regimen.parse("100 iv"), [1.0])
+    baseline = kn.parse_model(IV + "central(0) = log(V - 20)\n")
+    with pytest.raises(SimulationError, match=r"^the initial value of state 'central' is not finite for 1 of 1 "):
+        baseline.simulate({}, None, [1.0])

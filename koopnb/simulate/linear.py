@@ -28,6 +28,7 @@ from functools import cache
 import numpy as np
 from scipy.linalg import expm
 
+from koopnb.errors import SimulationError
 from koopnb.model.codegen import CompiledModel
 from koopnb.simulate.events import DoseEvents
 
@@ -117,6 +118,22 @@ def system_matrix(compiled: CompiledModel, args: list[np.ndarray], batch: int) -
     for row, entry in zip(a, compiled.matrix.raw(*args), strict=True):
         row[...] = entry  # constant entries (zeros, mostly) broadcast here for free
     return a.reshape(n, n, batch)
+
+
+def finite_system_matrix(compiled: CompiledModel, args: list[np.ndarray], batch: int) -> np.ndarray:
+    """:func:`system_matrix`, or a SimulationError naming the equation with a coefficient that is not finite.
+
+    (The fits call :func:`system_matrix` itself: there a set that cannot be solved is a NaN row, not an error.)
+    """
+    with np.errstate(all="ignore"):  # a non-finite entry is reported below, in words
+        a = system_matrix(compiled, args, batch)
+    finite = np.isfinite(a)
+    if not finite.all():
+        state = compiled.states[int(np.argmax(~finite.all(axis=(1, 2))))]
+        sets = int((~finite.all(axis=(0, 1))).sum())
+        raise SimulationError(f"d/dt({state}) has a coefficient that is not finite for {sets} of {batch} parameter "
+                              "sets (check the model for a division by zero)")
+    return a
 
 
 class LinearSolution:

@@ -16,7 +16,7 @@ import numpy as np
 from koopnb.errors import SimulationError
 from koopnb.model.codegen import CompiledModel
 from koopnb.simulate.events import DoseEvents
-from koopnb.simulate.linear import LinearSolution, system_matrix
+from koopnb.simulate.linear import LinearSolution, finite_system_matrix
 from koopnb.simulate.ode import OdeSolution
 from koopnb.simulate.steady import linear_steady_state, ode_steady_state
 
@@ -98,7 +98,8 @@ class PiecewiseSolution:
             local = piece_events(events, restart.time, end, since_reset)
             if linear:
                 shifted = DoseEvents(local.start - restart.time, local.amount, local.duration, local.state)
-                solution = LinearSolution(compiled, args, system_matrix(compiled, args, self.batch), state, shifted)
+                matrix = finite_system_matrix(compiled, args, self.batch)
+                solution = LinearSolution(compiled, args, matrix, state, shifted)
                 piece = Piece(restart.time, end, args, solution, restart.time)
                 if np.isfinite(end):
                     state = solution.states([end - restart.time], left=True)[:, :, 0]

@@ -24,7 +24,7 @@ from scipy.linalg import expm
 from koopnb.errors import SimulationError
 from koopnb.model.codegen import CompiledModel
 from koopnb.simulate.events import DoseEvents
-from koopnb.simulate.linear import LinearSolution, system_matrix
+from koopnb.simulate.linear import LinearSolution, finite_system_matrix
 from koopnb.simulate.ode import OdeSolution
 
 STEADY_STATE_RTOL = 1e-8
@@ -48,7 +48,7 @@ def linear_steady_state(compiled: CompiledModel, args: list[np.ndarray], dose: D
     """(batch, n) state at ``record_time`` at steady state of ``dose`` (one column) every ``interval`` h."""
     _check_period(dose, record_time, interval)
     batch, n = dose.start.shape[0], len(compiled.states)
-    a = system_matrix(compiled, args, batch)
+    a = finite_system_matrix(compiled, args, batch)
     matrix = np.ascontiguousarray(a.transpose(2, 0, 1))
     unstable = np.linalg.eigvals(matrix).real.max(axis=1) >= 0
     if unstable.any():

@@ -8,7 +8,7 @@ from koopnb.covariates import CovariateHistory
 from koopnb.errors import SimulationError
 from koopnb.model.codegen import CompiledModel
 from koopnb.simulate.events import DoseEvents, resolve_doses
-from koopnb.simulate.linear import LinearSolution, system_matrix
+from koopnb.simulate.linear import LinearSolution, finite_system_matrix
 from koopnb.simulate.ode import OdeSolution
 from koopnb.simulate.piecewise import PiecewiseSolution, Restart
 
@@ -41,7 +41,7 @@ def solve(compiled: CompiledModel, dose_state: str | None, args: list[np.ndarray
     if len(restarts) == 1 and not restarts[0].steady:
         initial = _initial(compiled, args, batch)
         if solver == "linear":
-            solution = LinearSolution(compiled, args, system_matrix(compiled, args, batch), initial, events)
+            solution = LinearSolution(compiled, args, finite_system_matrix(compiled, args, batch), initial, events)
         else:
             solution = OdeSolution(compiled, args, initial, events, horizon, indices, rtol=rtol, atol=atol,
                                    method=method, times=times)
@@ -56,7 +56,15 @@ def _initial(compiled: CompiledModel, args: list[np.ndarray], batch: int) -> np.
     """(batch, n) the model's initial state."""
     if not compiled.states:
         return np.zeros((batch, 0))
-    return np.stack([np.broadcast_to(v, (batch,)) for v in compiled.initial(*args)], axis=1).astype(float)
+    with np.errstate(all="ignore"):  # a non-finite value is reported below, in words
+        initial = np.stack([np.broadcast_to(v, (batch,)) for v in compiled.initial(*args)], axis=1).astype(float)
+    finite = np.isfinite(initial)
+    if not finite.all():
+        state = compiled.states[int(np.argmax(~finite.all(axis=0)))]
+        sets = int((~finite.all(axis=1)).sum())
+        raise SimulationError(f"the initial value of state {state!r} is not finite for {sets} of {batch} "
+                              "parameter sets")
+    return initial
 
 
 class _Schedule:
