@@ -311,9 +311,14 @@ class _KoopmanWindows:
         return self.integrand(self.dist.from_normal(z))
 
     def _direction(self, dose: float) -> np.ndarray:
-        for u in candidate_directions(lambda z: self._evaluate(dose, z), self.dist.dim):
-            return u
-        raise NotMonotone("no direction to condition on")
+        try:
+            for u in candidate_directions(lambda z: self._evaluate(dose, z), self.dist.dim):
+                return u
+        except NotMonotone:
+            pass  # said below, in the user's terms
+        metrics = " and ".join(str(metric) for metric in self.metrics)
+        raise ExpectationError(f"cannot search the dose: {metrics} is the same for every patient near the typical "
+                               f"one at a dose of {dose:g} (is every dose given after the window?)")
 
     def _outer_rule(self, dim: int, atol: float, check_doses: np.ndarray):
         """Increase the outer rule until the probability at a few doses agrees between two orders."""

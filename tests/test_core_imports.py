@@ -11,8 +11,9 @@ import sys
 import koopnb
 
 PACKAGE = pathlib.Path(koopnb.__file__).parent
-CORE = ["model", "simulate", "expectation", "inference", "metrics.py", "distributions.py", "optimize.py",
-        "regimen.py", "data.py", "covariates.py", "errors.py", "cards.py"]
+CORE = ["model", "simulate", "expectation", "inference", "metrics", "distributions", "optimize", "regimen", "data",
+        "covariates", "errors", "cards"]
+"""The core's modules and packages (ARCHITECTURE.md), each a package directory or a module file."""
 NOTEBOOK_LAYER = ("IPython", "ipywidgets", "matplotlib", "koopnb.jupyter", "koopnb.plotting")
 
 IMPORT_AND_RENDER = """
@@ -62,8 +63,10 @@ def test_import_and_display_load_no_notebook_layer():
 
 def test_no_core_module_imports_the_notebook_layer_even_lazily():
     offenders = []
-    for entry in CORE:
-        for path in sorted((PACKAGE / entry).rglob("*.py")) if (PACKAGE / entry).is_dir() else [PACKAGE / entry]:
+    for name in CORE:
+        package, module = PACKAGE / name, PACKAGE / f"{name}.py"
+        assert package.is_dir() or module.is_file(), f"koopnb.{name} is neither a package nor a module"
+        for path in sorted(package.rglob("*.py")) if package.is_dir() else [module]:
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]

@@ -11,6 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import koopnb as kn
+import koopnb.jupyter.magics
 from koopnb.cards import RESULT_MIME_TYPE
 from koopnb.inference import ConvergenceWarning
 from koopnb.jupyter.magics import KoopnbMagics
@@ -210,6 +211,9 @@ def test_pkexpect_montecarlo_and_a_distribution_variable(shell, theo):
     ("%pkfit theo levels", "levels holds (times, values) without doses: give them with --regimen"),
     ('%pkfit theo levels --regimen "320 mg po q24 hh"', "not 'hh'"),
     ('%pkfit theo theoph --regimen "320 mg po"', "the table holds 12 subjects, each with the doses of its own rows"),
+    ('%pkdose theo --regimen "320 mg po at 100 h" --window "auc(0, 24) in 80..120"',
+     "auc(0, 24) is the same for every patient near the typical one"),
+    ('%pkdose theo --regimen "320 mg po" --window "time_above(0, 24, 1e9) in 1.."', "is the same for every patient"),
 ])
 def test_every_mistake_is_one_line(shell, theo, theoph_table, line, fragment):
     shell.user_ns["theoph"] = theoph_table
@@ -313,3 +317,12 @@ def test_pkdashboard_displays_the_widget(shell, theo):
     assert result.success, captured.stderr
     (data,) = bundles(captured)
     assert "application/vnd.jupyter.widget-view+json" in data
+
+
+def test_running_out_of_memory_is_one_line(shell, theo, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(koopnb.jupyter.magics, "expectation", exhausted)
+    result, captured = run(shell, '%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)"')
+    assert_one_line_error(result, captured, "this needs more memory than the machine has")

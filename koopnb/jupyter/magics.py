@@ -287,6 +287,8 @@ def user_errors() -> Iterator[None]:
         yield
     except KoopnbError as error:
         raise UsageError(str(error)) from None
+    except MemoryError:
+        raise UsageError("this needs more memory than the machine has: ask for fewer steps, walkers or draws") from None
     except OSError as error:
         if error.filename is None:
             raise UsageError(str(error)) from None
