@@ -203,3 +203,17 @@ def test_the_nomogram_heat_map_and_widget_show_the_table(model):
     assert answer.value == stratum_html(table.iloc[0]) and table.regimen.iloc[0] in answer.value
     pick.value = 140.0
     assert answer.value == stratum_html(table.iloc[1]) and f"{table.P.iloc[1]:.3f}"[:4] in answer.value
+
+
+def test_without_candidates_the_current_regimen_is_scaled_by_optimize_dose(model, ward):
+    two = ward[ward.ID.isin([1, 4])]
+    table = kn.cohort(model, two, TARGET, bounds=(250, 3000), step=250, client="serial", **FIT)
+    for _, row in table.iterrows():
+        rows = ward[ward.ID == row.ID]
+        posterior = kn.fit_individual(model, rows, seed=subject_seed(0, row.ID), **FIT)
+        current = kn.Regimen.repeat(1000, every=12, count=13, duration=1.0)
+        direct = kn.optimize_dose(model, current, posterior.to_distribution(), TARGET, (250, 3000), 250,
+                                  covariates={"CRCL": rows.CRCL.iloc[0]}, atol=1e-3)
+        assert (row.dose, row.regimen, row.P, row.error) == (direct.dose, str(direct.regimen), direct.objective,
+                                                             direct.error)
+        assert row.dose % 250 == 0 and row.P >= row.current_P - row.error - row.current_error
