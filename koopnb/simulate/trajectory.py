@@ -37,7 +37,7 @@ def solve(compiled: CompiledModel, dose_state: str | None, args: list[np.ndarray
     if solver == "linear" and not compiled.is_linear:
         raise SimulationError("the exact linear solver needs a model whose equations are linear in the states")
     indices = tuple(compiled.outputs.index(name) for name in integrals)
-    restarts = schedule.restarts(events)
+    restarts = schedule.restarts()
     if len(restarts) == 1 and not restarts[0].steady:
         initial = _initial(compiled, args, batch)
         if solver == "linear":
@@ -110,7 +110,7 @@ class _Schedule:
             return self.args
         return self.arguments(int(self.history.rows(time)))
 
-    def restarts(self, events: DoseEvents) -> list[Restart]:
+    def restarts(self) -> list[Restart]:
         """The piece boundaries from time 0 on, each with what happens there."""
         steady: dict[float, list[tuple[int, int, float]]] = {}
         for j, dose in enumerate(self.doses):
@@ -214,8 +214,7 @@ class Trajectory:
 
     def output_integral(self, name: str, t0: float, t1: float) -> np.ndarray:
         """(batch,) ∫_{t0}^{t1} output dt, exact for the linear solution, to ODE tolerance otherwise."""
-        linear = isinstance(self.solution, LinearSolution) or (self.exact and isinstance(self.solution,
-                                                                                          PiecewiseSolution))
+        linear = self.exact  # the exact solution, in one piece or several
         if name in self.compiled.states:
             if linear:
                 i = self.compiled.states.index(name)
