@@ -194,3 +194,22 @@ def test_a_steady_state_dose_takes_the_covariates_at_its_record_time():
     trough = DOSE * np.exp(-k_before * TAU) / (1 - np.exp(-k_before * TAU))
     conc = model.simulate({}, regimen, [30.0, 40.0], covariates=rows)["conc"]
     np.testing.assert_allclose(conc[0], (trough + DOSE) / V * np.exp(-k_after * np.array([6.0, 16.0])), rtol=1e-12)
+
+
+def test_bioavailability_of_each_dose_is_the_covariate_at_its_time():
+    model = kn.parse_model("""
+    ka = 1.2 [1/h]
+    CL = 4 [L/h] ~ 0.3
+    V = 20 [L]
+    covariate FED = 0
+    F = 0.5 + 0.3*FED
+    d/dt(depot) = -ka*depot
+    d/dt(central) = ka*depot - CL/V*central
+    conc = central / V
+    dose depot bioavailability=F
+    """)
+    rows = pd.DataFrame({"TIME": [24.0, 48.0], "FED": [0.0, 1.0]})  # NOCB: fasting up to 24 h, fed after
+    regimen = Regimen.parse("100 mg po at 24 h; 100 mg po at 36 h")
+    cl = np.array([2.0, 4.0])
+    auc = kn.AUC(0, 2000).evaluate(model, {"CL": cl}, regimen, covariates=rows)  # the tail after 2000 h is < 1e-30
+    np.testing.assert_allclose(auc * V, (0.5 * 100 + 0.8 * 100) / cl * V, rtol=1e-12)  # AUC = Σ F·D / CL

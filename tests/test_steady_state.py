@@ -236,3 +236,13 @@ def test_a_steady_state_dose_later_in_a_history_with_lag_equals_the_doses_before
     steady_state = model.simulate(params, Regimen.parse("320 mg po q12h at 600 h ss"), times)["conc"]
     doses = model.simulate(params, Regimen.parse("320 mg po q12h x50 at 12 h"), times)["conc"]
     close(steady_state, doses, rtol=1e-9)  # 49 earlier doses: e^{-k 588 h} is far below 1e-9
+
+
+def test_steady_state_with_a_modelled_infusion_duration_per_parameter_set():
+    model = kn.parse_model(IV + "D1 = 2 [h] ~ 0.2\ndose central duration=D1\n")
+    d1 = np.array([0.5, 2.0, 6.0])
+    times = [0.0, 0.5, 1.0, 3.0, 7.0, 11.0]
+    modelled = model.simulate({"D1": d1}, Regimen.parse("500 mg iv over model q12h ss"), times)["conc"]
+    for i, duration in enumerate(d1):
+        explicit = model.simulate({}, Regimen.parse(f"500 mg iv over {duration:g} h q12h ss"), times)["conc"]
+        close(modelled[i], explicit[0], rtol=1e-12)
