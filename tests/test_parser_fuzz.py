@@ -214,20 +214,22 @@ SIMULATION_SECONDS = 30
 NUMBERS = st.sampled_from(["0", "1", "0.5", "2", "3.7", "1e-300", "1e300", "1e308", "700", "710", "1e-8"])
 
 
-def expressions(names: list[str]) -> st.SearchStrategy[str]:
-    """Expressions of the language over ``names``, ``t`` and extreme numbers, nested a few levels."""
-    leaves = st.one_of(st.sampled_from([*names, "t"]), NUMBERS, NUMBERS.map(lambda n: f"(-{n})"))
+def _extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    binary = st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "^"]), inner).map(
+        lambda p: f"({p[0]} {p[1]} {p[2]})")
+    unary = st.tuples(st.sampled_from(["exp", "log", "sqrt", "abs"]), inner).map(lambda p: f"{p[0]}({p[1]})")
+    pair = st.tuples(st.sampled_from(["min", "max"]), inner, inner).map(lambda p: f"{p[0]}({p[1]}, {p[2]})")
+    where = st.tuples(inner, st.sampled_from(["<", "<=", ">", ">="]), inner, inner, inner).map(
+        lambda p: f"where({p[0]} {p[1]} {p[2]}, {p[3]}, {p[4]})")
+    return st.one_of(binary, unary, pair, where)
 
-    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-        binary = st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "^"]), inner).map(
-            lambda p: f"({p[0]} {p[1]} {p[2]})")
-        unary = st.tuples(st.sampled_from(["exp", "log", "sqrt", "abs"]), inner).map(lambda p: f"{p[0]}({p[1]})")
-        pair = st.tuples(st.sampled_from(["min", "max"]), inner, inner).map(lambda p: f"{p[0]}({p[1]}, {p[2]})")
-        where = st.tuples(inner, st.sampled_from(["<", "<=", ">", ">="]), inner, inner, inner).map(
-            lambda p: f"where({p[0]} {p[1]} {p[2]}, {p[3]}, {p[4]})")
-        return st.one_of(binary, unary, pair, where)
 
-    return st.recursive(leaves, extend, max_leaves=6)
+EXPRESSIONS = st.recursive(
+    st.one_of(st.sampled_from(["{p0}", "{p1}", "{p2}", "{s0}", "{s1}", "t"]), NUMBERS,
+              NUMBERS.map(lambda n: f"(-{n})")),
+    _extend, max_leaves=6)
+"""Expressions of the language over placeholders {p0}..{p2} (parameters), {s0}, {s1} (states), t and extreme
+numbers; a model fills the placeholders with its own names."""
 
 
 @st.composite
@@ -237,6 +239,9 @@ def generated_models(draw) -> str:
                                min_size=1, max_size=3, unique=True))
     states = draw(st.lists(st.sampled_from(["central", "depot", "where_", "greater"]), min_size=1, max_size=2,
                            unique=True))
+    names = {f"p{i}": parameters[i % len(parameters)] for i in range(3)}
+    dynamic = {**names, **{f"s{i}": states[i % len(states)] for i in range(2)}}
+    static = {**names, "s0": names["p0"], "s1": names["p1"]}
     lines = []
     for name in parameters:
         value = draw(st.sampled_from(["2.8", "0.1", "31.5", "1e-300", "1e300", "0", "-1"]))
@@ -245,12 +250,11 @@ def generated_models(draw) -> str:
         lines.append(f"{name} = {value}{spread}")
     if len(parameters) > 1 and draw(st.booleans()):
         lines.append(f"corr({parameters[0]}, {parameters[1]}) = {draw(st.sampled_from(['0.5', '-0.9', '0.99']))}")
-    names = parameters + states
     for state in states:
-        lines.append(f"d/dt({state}) = {draw(expressions(names))}")
+        lines.append(f"d/dt({state}) = {draw(EXPRESSIONS).format(**dynamic)}")
         if draw(st.booleans()):
-            lines.append(f"{state}(0) = {draw(expressions(parameters))}")
-    lines.append(f"conc = {draw(expressions(names))} + {states[0]}")
+            lines.append(f"{state}(0) = {draw(EXPRESSIONS).format(**static)}")
+    lines.append(f"conc = {draw(EXPRESSIONS).format(**dynamic)} + {states[0]}")
     options = draw(st.sampled_from(["", " lag=0.5", " bioavailability=0.8", " duration=1", " duration=0",
                                     f" duration={parameters[0]}"]))
     lines.append(f"dose {states[0]}{options}")
