@@ -559,3 +559,21 @@ def test_quinidine_steady_state_doses_mean_what_nlme_means(quinidine):
         ours = model.simulate({"ka": 0.4, "CL": 9.5, "V": 120.0}, piece.regimen, piece.times)["conc"][0]
         worst = max(worst, float(np.max(np.abs(ours / reference - 1))))
     assert worst < 1e-10
+
+
+def test_a_first_column_named_c_comments_rows_out_as_nonmem_ignore_c(tmp_path):
+    path = write(tmp_path, """
+        C,ID,TIME,AMT,DV
+        .,1,0,100,.
+        C,1,1,0,99
+        .,1,2,0,5.1
+        C,1,3,0,oops
+        .,1,4,0,x
+    """)
+    with pytest.raises(DataError) as caught:
+        read_nonmem(path)
+    assert str(caught.value) == "row 5, column 'DV': 'x' is not a number"  # rows commented out still count
+    table = read_nonmem(write(tmp_path, "C ID TIME AMT DV\n. 1 0 100 .\nC 1 1 0 99\n. 1 2 0 5.1\n", "data.dat"))
+    assert "C" not in table
+    np.testing.assert_array_equal(table["TIME"], [0, 2])
+    np.testing.assert_array_equal(subject_observations(table)[1], [5.1])

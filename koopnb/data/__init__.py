@@ -63,7 +63,7 @@ from koopnb.data.columns import (
     ROW_LIMIT,
     DataWarning,
 )
-from koopnb.data.files import _load, _load_with_text  # noqa: F401 (_load: koopnb.scale cuts raw tables by subject)
+from koopnb.data.files import _load, _load_raw  # noqa: F401 (_load: koopnb.scale cuts raw tables by subject)
 from koopnb.data.split import SubjectData, _Subjects
 from koopnb.data.tidy import _Reader
 from koopnb.errors import DataError
@@ -107,7 +107,9 @@ def read_nonmem(
     one of its fields (after the ``#`` or ``@``) is TIME — so ``#ID TIME AMT DV`` names the columns.
     A file without any header needs ``columns=``: the column names in order, as in NONMEM's
     $INPUT (``NAME=DROP`` or ``DROP``/``SKIP`` leave a column out; ``CP=DV`` names a standard
-    column).  ``columns=`` renames the columns of a DataFrame the same way.
+    column).  ``columns=`` renames the columns of a DataFrame the same way.  A first column named C
+    is NONMEM's comment flag (IGNORE=C): rows with C in it are skipped and the column is dropped;
+    row numbers in messages still count those rows.
 
     TIME is in hours.  A DataFrame column of durations (timedelta) is converted to hours; a column
     of dates and times (datetime) becomes hours since the subject's earliest TIME.  II and DUR may
@@ -207,7 +209,7 @@ def _tidy(source, columns: list[str] | None = None, rule: str | None = None) -> 
         table = source.copy()
         table.attrs[_RULE] = rule
         return table
-    table = _Reader(*_load_with_text(source, columns)).tidy()
+    table = _Reader(_load_raw(source, columns)).tidy()
     table.attrs[_RULE] = rule or (source.attrs.get(_RULE) if isinstance(source, pd.DataFrame) else None) or "nocb"
     table.attrs[_TIDY_MARK] = _fingerprint(table)
     return table

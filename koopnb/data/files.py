@@ -6,8 +6,9 @@ import io
 import os
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from koopnb.data.columns import _CENSORING, _MISSING, _STANDARD
@@ -16,16 +17,25 @@ from koopnb.errors import DataError
 _COMMENT = re.compile(r"^[ \t]*[#@]")
 
 
+class Raw(NamedTuple):
+    """A table as read, before any check."""
+
+    table: pd.DataFrame
+    """Numbers parsed where a whole column is numbers, text elsewhere; rows commented out are gone."""
+    text: Callable[[int, Any], str] | None
+    """For a file: the text of a cell (0-based data row, column label) as the file has it, for messages."""
+    rows: np.ndarray
+    """The 1-based data row number of each row of ``table`` (rows commented out are counted)."""
+
+
 def _load(source, columns: list[str] | None) -> pd.DataFrame:
-    """The raw table, numbers parsed where a whole column is numbers (koopnb.scale cuts it by subject)."""
-    return _load_with_text(source, columns)[0]
+    """The raw table (koopnb.scale cuts it by subject before reading each subject)."""
+    return _load_raw(source, columns).table
 
 
-def _load_with_text(source, columns: list[str] | None) -> tuple[pd.DataFrame, Callable[[int, Any], str] | None]:
-    """The raw table and, for a file, a function giving the text of a cell (data row, column) as the file
-    has it, for messages."""
+def _load_raw(source, columns: list[str] | None) -> Raw:
     names = _input_names(columns) if columns is not None else None
-    cell = None
+    text = None
     if isinstance(source, pd.DataFrame):
         table = source.reset_index(drop=True)
         if names is not None:
@@ -33,12 +43,17 @@ def _load_with_text(source, columns: list[str] | None) -> tuple[pd.DataFrame, Ca
                 raise DataError(f"columns= names {len(names)} columns but the DataFrame has {table.shape[1]}")
             table = _named(table, names)
     elif isinstance(source, (str, os.PathLike)):
-        table, cell = _read_file(os.fspath(source), names)
+        table, text = _read_file(os.fspath(source), names)
     else:
         raise DataError(f"data must be a file path or a pandas DataFrame, not {type(source).__name__}")
+    rows = np.arange(1, len(table) + 1)
+    if table.shape[1] and str(table.columns[0]).strip().upper() == "C":  # NONMEM's IGNORE=C column
+        commented = table.iloc[:, 0].astype(str).str.strip().str.upper().eq("C").to_numpy(dtype=bool)
+        rows = rows[~commented]
+        table = table.loc[~commented].iloc[:, 1:].reset_index(drop=True)
     if table.empty:
         raise DataError("the table has no rows")
-    return table, cell
+    return Raw(table, text, rows)
 
 
 def _input_names(columns) -> list[str | None]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -28,6 +27,7 @@ from koopnb.data.columns import (
     ROW_LIMIT,
     DataWarning,
 )
+from koopnb.data.files import Raw
 from koopnb.errors import DataError
 
 
@@ -58,9 +58,11 @@ def _shown(value: Any) -> str:
 class _Reader:
     """Checks one raw table column by column and assembles the tidy table."""
 
-    def __init__(self, raw: pd.DataFrame, cell: Callable[[int, Any], str] | None = None):
+    def __init__(self, loaded: Raw):
+        raw = loaded.table
         self.raw = raw
-        self._text = cell
+        self._text = loaded.text
+        self.row_numbers = loaded.rows  # 1-based data row of each row, as the user counts them
         self.n = len(raw)
         self.names: dict[str, Any] = {}  # upper-case column name -> the user's spelling
         self.covariates: list[Any] = []
@@ -87,20 +89,20 @@ class _Reader:
     def fail(self, message: str, key: str, mask: np.ndarray) -> DataError:
         """A DataError at the first row where ``mask`` is True, in column ``key``."""
         row = int(np.flatnonzero(mask)[0])
-        return DataError(message.format(value=_shown(self._cell(key, row))), row=row + 1,
+        return DataError(message.format(value=_shown(self._cell(key, row))), row=int(self.row_numbers[row]),
                          column=str(self.names[key]))
 
     def warn(self, message: str, key: str, mask: np.ndarray) -> None:
         rows = np.flatnonzero(mask)
         more = f" ({len(rows) - 1} more such rows)" if len(rows) > 1 else ""
         text = message.format(value=_shown(self._cell(key, int(rows[0]))))
-        warnings.warn(f"row {rows[0] + 1}, column {str(self.names[key])!r}: {text}{more}", DataWarning,
+        warnings.warn(f"row {self.row_numbers[rows[0]]}, column {str(self.names[key])!r}: {text}{more}", DataWarning,
                       stacklevel=_user_level())
 
     def _cell(self, key: str, row: int) -> Any:
         """The cell as the user wrote it: the file's text, or the DataFrame's value."""
         if self._text is not None:
-            return self._text(row, self.names[key])
+            return self._text(int(self.row_numbers[row]) - 1, self.names[key])
         return self.raw[self.names[key]].iloc[row]
 
     def missing(self, key: str) -> np.ndarray:
@@ -463,8 +465,10 @@ class _Reader:
             earlier = _first_equal(table, row)
             more = int(repeated.sum()) - 1
             extra = f" ({more} more rows repeat earlier ones)" if more else ""
-            warnings.warn(f"row {row + 1} repeats row {earlier + 1} exactly (every column); both are kept, so "
-                          f"delete one if it was entered twice{extra}", DataWarning, stacklevel=_user_level())
+            first, again = self.row_numbers[earlier], self.row_numbers[row]
+            warnings.warn(f"row {again} repeats row {first} exactly (every column); "
+                          f"both are kept, so delete one if it was entered twice{extra}", DataWarning,
+                          stacklevel=_user_level())
 
 
 def _first_equal(table: pd.DataFrame, row: int) -> int:
