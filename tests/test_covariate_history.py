@@ -213,3 +213,19 @@ def test_bioavailability_of_each_dose_is_the_covariate_at_its_time():
     cl = np.array([2.0, 4.0])
     auc = kn.AUC(0, 2000).evaluate(model, {"CL": cl}, regimen, covariates=rows)  # the tail after 2000 h is < 1e-30
     np.testing.assert_allclose(auc * V, (0.5 * 100 + 0.8 * 100) / cl * V, rtol=1e-12)  # AUC = Σ F·D / CL
+
+
+@pytest.mark.parametrize("rule", ["nocb", "locf"])
+def test_time_above_a_level_with_a_changing_clearance_equals_the_hand_computed_crossings(rule):
+    model = kn.parse_model(MODEL)
+    level = 3.0
+    history = CovariateHistory(ROWS, rule)
+    expected = 0.0
+    amount = 0.0
+    for a, b, k in pieces(rule, 4.0, 96.0):  # on each stretch the level is crossed at most once, downwards
+        amount += DOSE * np.count_nonzero(DOSE_TIMES == a)
+        above_for = np.log(amount / (V * level)) / k if amount > V * level else 0.0
+        expected += min(above_for, b - a)
+        amount *= np.exp(-k * (b - a))
+    found = kn.TimeAbove(level, 0, 96).evaluate(model, {}, REGIMEN, covariates=history)
+    assert found[0] == pytest.approx(expected, rel=1e-10)
