@@ -212,9 +212,11 @@ class Model:
         return "$\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}$"
 
     def parameter_rows(self) -> list[dict]:
-        """One row per parameter: name, typical value, unit, omega, CV% (for tables)."""
+        """One row per parameter: name, typical value, unit, omega, CV%, kappa (IOV, 0 without) and bounds
+        ((low, high) or None), for tables."""
         return [{"parameter": p.name, "typical": p.typical, "unit": p.unit or "", "omega": p.omega,
-                 "CV%": 100 * float(np.sqrt(np.expm1(p.omega**2))) if p.omega else 0.0}
+                 "CV%": 100 * float(np.sqrt(np.expm1(p.omega**2))) if p.omega else 0.0, "kappa": p.iov,
+                 "bounds": p.bounds}
                 for p in self.spec.parameters]
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
