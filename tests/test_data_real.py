@@ -577,3 +577,6 @@ def test_a_first_column_named_c_comments_rows_out_as_nonmem_ignore_c(tmp_path):
     assert "C" not in table
     np.testing.assert_array_equal(table["TIME"], [0, 2])
     np.testing.assert_array_equal(subject_observations(table)[1], [5.1])
+    # a first column C that holds anything else is an ordinary column (a covariate here)
+    kept = read_nonmem(pd.DataFrame({"C": [1.5, 2.5], "TIME": [0, 1], "DV": [1.0, 2.0]}))
+    np.testing.assert_array_equal(kept["C"], [1.5, 2.5])

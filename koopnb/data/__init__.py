@@ -108,8 +108,8 @@ def read_nonmem(
     A file without any header needs ``columns=``: the column names in order, as in NONMEM's
     $INPUT (``NAME=DROP`` or ``DROP``/``SKIP`` leave a column out; ``CP=DV`` names a standard
     column).  ``columns=`` renames the columns of a DataFrame the same way.  A first column named C
-    is NONMEM's comment flag (IGNORE=C): rows with C in it are skipped and the column is dropped;
-    row numbers in messages still count those rows.
+    that holds only ``C`` and missing values is NONMEM's comment flag (IGNORE=C): rows with C in it
+    are skipped and the column is dropped; row numbers in messages still count those rows.
 
     TIME is in hours.  A DataFrame column of durations (timedelta) is converted to hours; a column
     of dates and times (datetime) becomes hours since the subject's earliest TIME.  II and DUR may

@@ -47,10 +47,12 @@ def _load_raw(source, columns: list[str] | None) -> Raw:
     else:
         raise DataError(f"data must be a file path or a pandas DataFrame, not {type(source).__name__}")
     rows = np.arange(1, len(table) + 1)
-    if table.shape[1] and str(table.columns[0]).strip().upper() == "C":  # NONMEM's IGNORE=C column
-        commented = table.iloc[:, 0].astype(str).str.strip().str.upper().eq("C").to_numpy(dtype=bool)
-        rows = rows[~commented]
-        table = table.loc[~commented].iloc[:, 1:].reset_index(drop=True)
+    if table.shape[1] and str(table.columns[0]).strip().upper() == "C":
+        flags = table.iloc[:, 0].astype(str).str.strip().str.upper()
+        if flags.isin(("C", ".", "", "NAN", "NONE", "<NA>")).all():  # NONMEM's IGNORE=C column, nothing else
+            commented = flags.eq("C").to_numpy(dtype=bool)
+            rows = rows[~commented]
+            table = table.loc[~commented].iloc[:, 1:].reset_index(drop=True)
     if table.empty:
         raise DataError("the table has no rows")
     return Raw(table, text, rows)
