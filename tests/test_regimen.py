@@ -432,3 +432,29 @@ def test_resource_cap_refuses_ten_million_doses_before_building_them_stating_the
         Regimen.repeat(1, every=1, count=MAX_DOSES + 1)
     with pytest.raises(RegimenError, match="at most 100,000 doses"):
         Regimen(Dose(1, float(t)) for t in itertools.count())  # an endless generator is refused, not exhausted
+
+
+@given(
+    st.lists(
+        st.tuples(
+            nice_numbers,
+            nice_numbers,
+            st.sampled_from([None, "central", "depot"]),
+            st.sampled_from([0.0, 0.5, 1.0, None]),
+            st.integers(min_value=1, max_value=4),
+            st.integers(min_value=2, max_value=48).map(lambda n: n / 2),
+            st.sampled_from([0, 1, 2]),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(nice_numbers, max_size=3),
+)
+def test_any_regimen_with_steady_state_doses_modelled_durations_and_resets_round_trips(series, resets):
+    regimen = Regimen([], "mg", resets)
+    for amount, start, cmt, duration, count, every, steady in series:
+        doses = Regimen.repeat(amount, every, count, start, cmt, duration, "mg").doses
+        if steady:
+            doses = (Dose(amount, start, cmt, duration, steady_state=steady, interval=every), *doses[1:])
+        regimen = regimen + Regimen(doses, "mg")
+    assert Regimen.parse(str(regimen)) == regimen
