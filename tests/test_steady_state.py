@@ -246,3 +246,12 @@ def test_steady_state_with_a_modelled_infusion_duration_per_parameter_set():
     for i, duration in enumerate(d1):
         explicit = model.simulate({}, Regimen.parse(f"500 mg iv over {duration:g} h q12h ss"), times)["conc"]
         close(modelled[i], explicit[0], rtol=1e-12)
+
+
+def test_ode_steady_state_auc_over_the_interval_is_dose_over_clearance():
+    model = kn.parse_model(IV)
+    cl = np.array([2.0, 4.0, 9.0])
+    regimen = Regimen.parse("100 mg iv q12h x3 ss")
+    for t0 in (0.0, 12.0):
+        auc = kn.AUC(t0, t0 + 12).evaluate(model, {"CL": cl}, regimen, solver="ode")
+        close(auc, 100 / cl, rtol=1e-7)  # the ODE solver's tolerance
