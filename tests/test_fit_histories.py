@@ -197,7 +197,11 @@ def test_a_history_fit_equals_model_simulate_with_the_history(model, rule):
 
 
 @pytest.mark.filterwarnings("ignore::koopnb.inference.ConvergenceWarning")
-def test_saving_a_history_is_refused_rather_than_dropped(model, tmp_path):
+def test_saving_a_history_keeps_it(model, tmp_path):
     posterior = kn.fit_individual(model, _table(), steps=20, walkers=8, seed=1, progress=False)
-    with pytest.raises(FitError, match="covariate history"):
-        posterior.save(tmp_path / "patient.npz")
+    posterior.save(tmp_path / "patient.npz")
+    again = kn.Posterior.load(tmp_path / "patient.npz")
+    pd.testing.assert_frame_equal(again.subject.covariates, posterior.subject.covariates, check_dtype=False)
+    assert again.subject.regimen == posterior.subject.regimen
+    assert again.subject.covariate_interpolation == posterior.subject.covariate_interpolation
+    np.testing.assert_array_equal(again.draws, posterior.draws)

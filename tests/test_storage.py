@@ -14,12 +14,13 @@ import tracemalloc
 import zlib
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import koopnb as kn
 from koopnb.errors import FitError
 from koopnb.inference import PopulationPosterior, Posterior, storage
-from koopnb.inference.subjects import Subject
+from koopnb.inference.subjects import Occasions, Subject
 
 MODEL = """
 ka = 1.5  [1/h] ~ 0.6
@@ -99,6 +100,51 @@ def test_population_round_trip(tmp_path, population):
         Posterior.load(path)
 
 
+def test_a_patient_with_everything_round_trips(tmp_path, model):
+    """Steady state, a modelled duration, a reset, a covariate history and occasions survive save and load."""
+    regimen = kn.Regimen([kn.Dose(320.0, 0.0, None, 1.0, steady_state=1, interval=12.0), kn.Dose(320.0, 12.0),
+                          kn.Dose(160.0, 30.0, "central", None), kn.Dose(100.0, 36.0, steady_state=2, interval=24.0)],
+                         unit="mg", resets=(24.0,))
+    history = pd.DataFrame({"TIME": [0.0, 24.0], "WT": [70.0, 64.5]})
+    occasions = Occasions(np.array([1, 2]), np.array([0.0, 24.0]), np.array([0, 0, 1]))
+    subject = Subject("A-7", regimen, np.array([1.0, 4.0, 30.0]), np.array([8.1, 6.2, 3.0]),
+                      np.array([False, False, False]), history, "locf", occasions)
+    original = individual(model)
+    original.subject = subject
+    path = tmp_path / "everything.npz"
+    original.save(path)
+    again = Posterior.load(path).subject
+    assert again.id == "A-7" and again.regimen == regimen and again.regimen.resets == (24.0,)
+    assert [d.duration for d in again.regimen.doses] == [d.duration for d in regimen.doses]  # None stays None
+    pd.testing.assert_frame_equal(again.covariates, history)
+    assert again.covariate_interpolation == "locf"
+    for field in ("labels", "starts", "of_observations"):
+        np.testing.assert_array_equal(getattr(again.occasions, field), getattr(occasions, field))
+
+
+def test_a_version_1_file_still_loads(saved, model):
+    """Files of koopnb-posterior-1 held plain doses as (amount, time, duration) and constant covariates."""
+    def as_version_1(arrays, header):
+        arrays["doses"] = arrays["doses"][:, :3]
+        for key in ("resets", "covariate_history", "covariate_interpolation"):
+            header.pop(key)
+
+    arrays, header = storage.read(saved)
+    as_version_1(arrays, header)
+    header["format"] = "koopnb-posterior-1"
+    np.savez_compressed(saved, **arrays, koopnb_header=np.array(json.dumps(header)))
+    again = Posterior.load(saved)
+    assert again.subject.regimen == individual(model).subject.regimen
+    np.testing.assert_array_equal(again.draws, individual(model).draws)
+
+
+def test_the_population_objective_round_trips(tmp_path, population):
+    population.ofv = 123.25
+    path = tmp_path / "population.npz"
+    population.save(path)
+    assert PopulationPosterior.load(path).ofv == 123.25
+
+
 # -------------------------------------------------------------------------------------------- bad contents
 @pytest.mark.parametrize("key", ["names", "map", "diagnostics", "output", "fixed", "cmt", "model_text",
                                  "parameters", "errors"])
@@ -121,12 +167,13 @@ def test_a_missing_array_is_named(saved, key):
     (lambda a, h: a.update(log_density=a["log_density"][:, :7]), r"log-density has shape \(50, 7\), not \(50, 8\)"),
     (lambda a, h: a.update(values=a["values"][:2]), "lengths 3, 2, 3, not one length"),
     (lambda a, h: a.update(below=a["values"]), "array 'below' is 1-D float64, not 1-D boolean"),
-    (lambda a, h: a.update(doses=a["doses"][:, :2]), r"doses have shape \(2, 2\), not \(2, 3\)"),
+    (lambda a, h: a.update(doses=a["doses"][:, :2]),
+     r"doses have shape \(2, 2\), not \(2, 5\) \(amount, time, duration, steady_state, interval"),
     (lambda a, h: a.update(draws=a["draws"].ravel()), "array 'draws' is 1-D float64, not 3-D numbers"),
     (lambda a, h: a.update(stray=np.zeros(3)), "array 'stray' that no part of the posterior uses"),
     (lambda a, h: h.update(names=["ka", "CL", "CL"]), "'names' must list distinct parameter names"),
     (lambda a, h: h.update(map={"ka": 1.0}), r"'map' names \['ka'\], not the sampled parameters"),
-    (lambda a, h: h.update(cmt=[None]), r"doses have shape \(2, 3\), not \(1, 3\)"),
+    (lambda a, h: h.update(cmt=[None]), r"doses have shape \(2, 5\), not \(1, 5\)"),
     (lambda a, h: h.update(kind="weird"), "holds no kind of posterior"),
     (lambda a, h: h.update(parameters={**h["parameters"], "CL": [2.8, -1.0]}), "'CL' must be stored as"),
     (lambda a, h: h.update(errors={"conc": ["uniform", 0.7, 0, 0]}), "error model of 'conc' must be stored as"),
@@ -134,6 +181,12 @@ def test_a_missing_array_is_named(saved, key):
     (lambda a, h: h.update(names=["ka", "CL", "Vd"], map={"ka": 1, "CL": 1, "Vd": 1}),
      "'Vd' is not a parameter of the stored model"),
     (lambda a, h: h.update(diagnostics={"autocorrelation_time": [1, 2]}), "'autocorrelation_time' must map"),
+    (lambda a, h: h.update(resets=[-1]), "the reset time -1 is not a finite number >= 0"),
+    (lambda a, h: h.update(covariate_interpolation="linear"), "'covariate_interpolation' must be 'nocb' or 'locf'"),
+    (lambda a, h: h.update(covariate_history={"WT": [70.0]}), "'covariate_history' must hold a TIME column"),
+    (lambda a, h: a.update(occasion_labels=np.array([1, 2]), occasion_starts=np.array([0.0, 12.0]),
+                           occasion_of_observations=np.array([0, 1, 2])), "the occasions do not fit together"),
+    (lambda a, h: a.update(occasion_labels=np.array([1])), "it has no array 'occasion_starts'"),
 ])
 def test_inconsistent_contents_are_one_sentence(saved, change, message):
     rewrite(saved, change)

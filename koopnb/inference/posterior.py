@@ -18,7 +18,6 @@ from koopnb.errors import FitError, KoopnbError
 from koopnb.inference import storage
 from koopnb.inference.subjects import Subject, iov_of, kappa_name
 from koopnb.model.model import Model
-from koopnb.regimen import Dose, Regimen
 
 LEVEL = 0.90
 """Width of the credible intervals in summaries: 90 % (the 5th to the 95th percentile)."""
@@ -136,27 +135,15 @@ class Posterior(_Displayed):
             return cls._from_payload(arrays, header, "", model)
 
     def _payload(self, prefix: str) -> tuple[dict[str, np.ndarray], dict]:
-        subject = self.subject
-        doses = subject.regimen.doses
-        if subject.changes_with_time or subject.occasions is not None:
-            # The file format holds constant covariates and plain doses only: refuse rather than drop a history.
-            raise FitError("this posterior's patient has a covariate history, occasions, resets, steady-state doses "
-                           "or modelled durations, which the posterior file format cannot hold yet; keep the "
-                           "fit in the session (or save its samples with to_arviz())")
-        arrays = {f"{prefix}draws": self.draws, f"{prefix}log_density": self.log_density,
-                  f"{prefix}times": subject.times, f"{prefix}values": subject.values, f"{prefix}below": subject.below,
-                  f"{prefix}doses": np.array([[d.amount, d.time, d.duration] for d in doses]).reshape(len(doses), 3)}
-        header = {"names": list(self.names), "map": self.map, "diagnostics": _jsonable(self.diagnostics),
-                  "output": self.output, "fixed": self.fixed, "subject": _jsonable(subject.id),
-                  "covariates": subject.covariates, "cmt": [d.cmt for d in doses], "unit": subject.regimen.unit,
-                  **_model_header(self.model)}
+        arrays, header = storage.subject_payload(self.subject, prefix)
+        arrays |= {f"{prefix}draws": self.draws, f"{prefix}log_density": self.log_density}
+        header |= {"names": list(self.names), "map": self.map, "diagnostics": _jsonable(self.diagnostics),
+                   "output": self.output, "fixed": self.fixed, **_model_header(self.model)}
         return arrays, header
 
     @classmethod
     def _from_payload(cls, arrays, header, prefix: str, model: Model) -> Posterior:
-        doses = [Dose(a, t, cmt, d) for (a, t, d), cmt in zip(arrays[f"{prefix}doses"], header["cmt"], strict=True)]
-        subject = Subject(header["subject"], Regimen(doses, unit=header["unit"]), arrays[f"{prefix}times"],
-                          arrays[f"{prefix}values"], arrays[f"{prefix}below"], header["covariates"])
+        subject = storage.subject_from_payload(arrays, header, prefix)
         return cls(header["names"], arrays[f"{prefix}draws"], arrays[f"{prefix}log_density"], header["map"],
                    header["diagnostics"], model, subject, header["output"], header["fixed"])
 
@@ -291,7 +278,7 @@ class PopulationPosterior(_Displayed):
                                                                                            "parameters", "errors")})
         header = {"kind": "population", "names": list(self.names), "map": self.map,
                   "diagnostics": _jsonable(self.diagnostics), "output": self.output, "shrinkage": self.shrinkage,
-                  "individuals": individuals, **_model_header(self.model)}
+                  "ofv": self.ofv, "individuals": individuals, **_model_header(self.model)}
         storage.write(path, arrays, header)
 
     @classmethod
@@ -310,7 +297,7 @@ class PopulationPosterior(_Displayed):
                 posterior = Posterior._from_payload(arrays, part, f"subject{i}_", model)
                 individuals[posterior.subject.id] = posterior
         return cls(header["names"], arrays["draws"], arrays["log_density"], header["map"], header["diagnostics"],
-                   model, header["output"], individuals, header["shrinkage"])
+                   model, header["output"], individuals, header["shrinkage"], header.get("ofv", float("nan")))
 
     def __repr__(self) -> str:
         draws, walkers, _ = self.draws.shape

@@ -28,11 +28,21 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import numpy as np
+import pandas as pd
 
 from koopnb.errors import FitError, KoopnbError
+from koopnb.inference.subjects import Occasions, Subject, kappa_name
+from koopnb.regimen import Dose, Regimen
 
 HEADER = "koopnb_header"
-FORMAT = "koopnb-posterior-1"
+FORMAT = "koopnb-posterior-2"
+VERSIONS = {"koopnb-posterior-1": 1, FORMAT: 2}
+"""Formats this koopnb reads: version 1 held plain doses (amount, time, duration) and constant covariates."""
+DOSE_COLUMNS = ("amount", "time", "duration", "steady_state", "interval")
+"""Columns of a subject's doses array: NaN duration = modelled by the model (NONMEM RATE=-2), NaN interval =
+no steady state."""
+SUBJECT_ARRAYS = ("times", "values", "below", "doses")
+OCCASION_ARRAYS = ("occasion_labels", "occasion_starts", "occasion_of_observations")
 MAX_BYTES = 512 * 2**20
 """Largest memory (bytes) a posterior file may need when loaded: 512 MiB, five times a population
 posterior of 100 subjects with 64 walkers × 2,000 draws of 3 parameters each.  A larger file is refused
@@ -120,9 +130,51 @@ def read(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> tuple[dict[str,
         raise FitError(f"{path!r}: the koopnb header is not valid JSON ({type(error).__name__})") from None
     if not isinstance(header, dict):
         raise FitError(f"{path!r}: the koopnb header is not a JSON object")
-    if header.get("format") != FORMAT:
-        raise FitError(f"{path!r} has format {header.get('format')!r}; this koopnb reads {FORMAT!r}")
+    if header.get("format") not in VERSIONS:
+        raise FitError(f"{path!r} has format {header.get('format')!r}; this koopnb reads "
+                       f"{' and '.join(map(repr, VERSIONS))}")
     return arrays, header
+
+
+# -- a patient's data in the file --------------------------------------------------------------------
+def subject_payload(subject: Subject, prefix: str) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and header entries that hold ``subject`` whole: observations, every dose (steady state
+    and modelled durations included), resets, constant covariates or their history, occasions."""
+    doses = subject.regimen.doses
+    table = np.array([[d.amount, d.time, np.nan if d.duration is None else d.duration, int(d.steady_state),
+                       np.nan if d.interval is None else d.interval] for d in doses], dtype=float)
+    arrays = {f"{prefix}times": subject.times, f"{prefix}values": subject.values, f"{prefix}below": subject.below,
+              f"{prefix}doses": table.reshape(len(doses), len(DOSE_COLUMNS))}
+    history = subject.covariates if isinstance(subject.covariates, pd.DataFrame) else None
+    if subject.occasions is not None:
+        occasions = subject.occasions
+        arrays |= {f"{prefix}occasion_labels": np.asarray(occasions.labels),
+                   f"{prefix}occasion_starts": np.asarray(occasions.starts, dtype=float),
+                   f"{prefix}occasion_of_observations": np.asarray(occasions.of_observations)}
+    header = {"subject": subject.id.item() if isinstance(subject.id, np.generic) else subject.id,
+              "cmt": [d.cmt for d in doses], "unit": subject.regimen.unit, "resets": list(subject.regimen.resets),
+              "covariates": None if history is not None else {k: float(v) for k, v in subject.covariates.items()},
+              "covariate_history": None if history is None else {str(column): history[column].astype(float).tolist()
+                                                                 for column in history.columns},
+              "covariate_interpolation": subject.covariate_interpolation}
+    return arrays, header
+
+
+def subject_from_payload(arrays: Mapping[str, np.ndarray], header: Mapping, prefix: str) -> Subject:
+    """The subject :func:`subject_payload` wrote (after :func:`check_individual`)."""
+    table = arrays[f"{prefix}doses"]
+    if table.shape[1] < len(DOSE_COLUMNS):  # version 1: plain doses
+        table = np.hstack([table, np.zeros((len(table), 1)), np.full((len(table), 1), np.nan)])
+    doses = [Dose(amount, time, cmt, None if np.isnan(duration) else duration, int(steady),
+                  None if np.isnan(interval) else interval)
+             for (amount, time, duration, steady, interval), cmt in zip(table, header["cmt"], strict=True)]
+    history = header.get("covariate_history")
+    occasions = (Occasions(*(arrays[f"{prefix}{name}"] for name in OCCASION_ARRAYS))
+                 if f"{prefix}occasion_labels" in arrays else None)
+    return Subject(header["subject"], Regimen(doses, unit=header["unit"], resets=header.get("resets", ())),
+                   arrays[f"{prefix}times"], arrays[f"{prefix}values"], arrays[f"{prefix}below"],
+                   header["covariates"] if history is None else pd.DataFrame(history),
+                   header.get("covariate_interpolation", "nocb"), occasions)
 
 
 def _check_members(archive: zipfile.ZipFile, path: str, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
@@ -157,10 +209,12 @@ def _check_members(archive: zipfile.ZipFile, path: str, max_bytes: int) -> dict[
 
 
 # -- checking the contents --------------------------------------------------------------------------
-def check_individual(arrays: Mapping[str, np.ndarray], header: Mapping, path: str, prefix: str = "") -> None:
+def check_individual(arrays: Mapping[str, np.ndarray], header: Mapping, path: str, prefix: str = "",
+                     version: int | None = None) -> None:
     """Check one individual posterior's header entries and arrays (``prefix`` for those inside a
-    population file): draws (n_draws, n_walkers, k) finite with k names, the log-density (n_draws,
-    n_walkers), the observations (n,) and doses (n_doses, 3) of one subject."""
+    population file, ``version`` of the file format): draws (n_draws, n_walkers, k) finite with k names,
+    the log-density (n_draws, n_walkers), and the subject (:func:`_check_subject`)."""
+    version = VERSIONS[header["format"]] if version is None else version
     where = _Where(path, f"subject {prefix[:-1]}: " if prefix else "")
     names = where.names(header, "names")
     where.numbers(header, "map", keys=names)
@@ -169,14 +223,6 @@ def check_individual(arrays: Mapping[str, np.ndarray], header: Mapping, path: st
     fixed = where.numbers(header, "fixed")
     if set(fixed) & set(names):
         where.fail(f"parameter {sorted(set(fixed) & set(names))[0]!r} is both sampled and fixed")
-    if not isinstance(header.get("subject"), (str, int, float, type(None))) or isinstance(header["subject"], bool):
-        where.fail("the subject ID is missing or not a number or text")
-    where.numbers(header, "covariates")
-    cmt = where.field(header, "cmt", list)
-    if not all(c is None or isinstance(c, str) for c in cmt):
-        where.fail("'cmt' must list compartment names (or null)")
-    if header.get("unit") is not None and not isinstance(header["unit"], str):
-        where.fail("'unit' must be text or null")
     draws = where.array(arrays, f"{prefix}draws", "f", 3)
     if min(draws.shape) == 0 or draws.shape[2] != len(names):
         where.fail(f"the draws have shape {draws.shape}, not (draws ≥ 1, walkers ≥ 1, {len(names)} parameters)")
@@ -185,6 +231,23 @@ def check_individual(arrays: Mapping[str, np.ndarray], header: Mapping, path: st
     if log_density.shape != draws.shape[:2]:
         where.fail(f"the log-density has shape {log_density.shape}, not {draws.shape[:2]} like the draws")
     where.finite(log_density, "log-density")
+    _check_subject(arrays, header, where, prefix, version)
+    if not prefix:
+        extra = sorted(set(arrays) - {"draws", "log_density", *SUBJECT_ARRAYS, *OCCASION_ARRAYS})
+        if extra:
+            where.fail(f"it holds an array {extra[0]!r} that no part of the posterior uses")
+
+
+def _check_subject(arrays: Mapping[str, np.ndarray], header: Mapping, where: _Where, prefix: str,
+                   version: int) -> None:
+    """The subject's ID, observations (n,), doses (n_doses, 3 or 5 columns), resets, covariates and occasions."""
+    if not isinstance(header.get("subject"), (str, int, float, type(None))) or isinstance(header["subject"], bool):
+        where.fail("the subject ID is missing or not a number or text")
+    cmt = where.field(header, "cmt", list)
+    if not all(c is None or isinstance(c, str) for c in cmt):
+        where.fail("'cmt' must list compartment names (or null)")
+    if header.get("unit") is not None and not isinstance(header["unit"], str):
+        where.fail("'unit' must be text or null")
     times = where.array(arrays, f"{prefix}times", "f", 1)
     values = where.array(arrays, f"{prefix}values", "f", 1)
     below = where.array(arrays, f"{prefix}below", "b", 1)
@@ -193,15 +256,42 @@ def check_individual(arrays: Mapping[str, np.ndarray], header: Mapping, path: st
     where.finite(times, "observation times")
     where.finite(values, "observations")
     doses = where.array(arrays, f"{prefix}doses", "f", 2)
-    if doses.shape != (len(cmt), 3):
-        where.fail(f"the doses have shape {doses.shape}, not ({len(cmt)}, 3) (amount, time, duration per dose)")
-    where.finite(doses, "doses")
-    if np.any(doses < 0) or np.any(times < 0):
-        where.fail("a dose or an observation time is negative")
-    if not prefix:
-        extra = sorted(set(arrays) - {"draws", "log_density", "times", "values", "below", "doses"})
-        if extra:
-            where.fail(f"it holds an array {extra[0]!r} that no part of the posterior uses")
+    columns = 3 if version == 1 else len(DOSE_COLUMNS)
+    if doses.shape != (len(cmt), columns):
+        where.fail(f"the doses have shape {doses.shape}, not ({len(cmt)}, {columns}) "
+                   f"({', '.join(DOSE_COLUMNS[:columns])} per dose)")
+    # NaN has a meaning in two columns only: a modelled duration, no steady-state interval.
+    where.finite(doses[:, [0, 1, 3]] if version > 1 else doses, "dose amounts and times")
+    if np.any(np.isinf(doses)) or np.any(doses < 0) or np.any(times < 0):
+        where.fail("a dose or an observation time is negative or infinite")
+    if version == 1:
+        where.numbers(header, "covariates")
+        return
+    for reset in where.field(header, "resets", list):
+        if not _finite(reset) or reset < 0:
+            where.fail(f"the reset time {reset!r} is not a finite number >= 0")
+    if header.get("covariate_interpolation") not in ("nocb", "locf"):
+        where.fail("'covariate_interpolation' must be 'nocb' or 'locf'")
+    history = header.get("covariate_history")
+    if history is None:
+        where.numbers(header, "covariates")
+    else:
+        columns = where.field(header, "covariate_history", dict)
+        lengths = {len(column) if isinstance(column, list) else -1 for column in columns.values()}
+        if "TIME" not in columns or len(lengths) != 1 or -1 in lengths or not all(
+                _finite(v) for column in columns.values() for v in column):
+            where.fail("'covariate_history' must hold a TIME column and covariate columns of finite numbers, "
+                       "all of one length")
+    present = [f"{prefix}{name}" in arrays for name in OCCASION_ARRAYS]
+    if any(present):
+        labels = where.array(arrays, f"{prefix}occasion_labels", "i", 1)
+        starts = where.array(arrays, f"{prefix}occasion_starts", "f", 1)
+        index = where.array(arrays, f"{prefix}occasion_of_observations", "i", 1)
+        where.finite(starts, "occasion starts")
+        if labels.size == 0 or starts.shape != labels.shape or index.shape != times.shape or (
+                index.size and not 0 <= index.min() <= index.max() < labels.size):
+            where.fail(f"the occasions do not fit together: {labels.size} labels, {starts.size} starts and "
+                       f"{index.size} occasion indices (of 0..{labels.size - 1}) for {times.size} observations")
 
 
 def check_population(arrays: Mapping[str, np.ndarray], header: Mapping, path: str) -> None:
@@ -212,6 +302,8 @@ def check_population(arrays: Mapping[str, np.ndarray], header: Mapping, path: st
     where.numbers(header, "map", keys=names)
     where.diagnostics(header)
     where.text(header, "output")
+    if "ofv" in header and not (isinstance(header["ofv"], (int, float)) and not isinstance(header["ofv"], bool)):
+        where.fail("'ofv' must be a number")
     shrinkage = where.field(header, "shrinkage", dict)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in shrinkage.values()):
         where.fail("'shrinkage' must map names to numbers")
@@ -229,11 +321,11 @@ def check_population(arrays: Mapping[str, np.ndarray], header: Mapping, path: st
     for i, part in enumerate(individuals):
         if not isinstance(part, dict):
             where.fail(f"individual {i} is not a JSON object")
-        check_individual(arrays, part, path, f"subject{i}_")
+        check_individual(arrays, part, path, f"subject{i}_", VERSIONS[header["format"]])
         if part["subject"] in seen:
             where.fail(f"subject {part['subject']!r} appears twice")
         seen.add(part["subject"])
-        expected |= {f"subject{i}_{name}" for name in ("draws", "log_density", "times", "values", "below", "doses")}
+        expected |= {f"subject{i}_{name}" for name in ("draws", "log_density", *SUBJECT_ARRAYS, *OCCASION_ARRAYS)}
     extra = sorted(set(arrays) - expected)
     if extra:
         where.fail(f"it holds an array {extra[0]!r} that no part of the posterior uses")
@@ -260,7 +352,9 @@ def check_names_in_model(header: Mapping, parameters, outputs, path: str, indivi
     where = _Where(path, "")
     unknown = [name for name in header["parameters"] if name not in parameters]
     if individual:
-        unknown += [name for name in [*header["names"], *header["fixed"]] if name not in parameters]
+        # An occasion's random effect is sampled as kappa_NAME_occLABEL (koopnb.inference.subjects.kappa_name).
+        unknown += [name for name in [*header["names"], *header["fixed"]] if name not in parameters
+                    and not any(name.startswith(kappa_name(p, "")) for p in parameters)]
     if unknown:
         where.fail(f"parameter {unknown[0]!r} is not a parameter of the stored model")
     for name in [header["output"], *header["errors"]]:
