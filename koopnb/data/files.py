@@ -48,9 +48,11 @@ def _load_raw(source, columns: list[str] | None) -> Raw:
         raise DataError(f"data must be a file path or a pandas DataFrame, not {type(source).__name__}")
     rows = np.arange(1, len(table) + 1)
     if table.shape[1] and str(table.columns[0]).strip().upper() == "C":
-        flags = table.iloc[:, 0].astype(str).str.strip().str.upper()
-        if flags.isin(("C", ".", "", "NAN", "NONE", "<NA>")).all():  # NONMEM's IGNORE=C column, nothing else
-            commented = flags.eq("C").to_numpy(dtype=bool)
+        flag = table.iloc[:, 0]
+        marks = flag.astype(str).str.strip().str.upper()
+        commented = marks.eq("C").fillna(False).to_numpy(dtype=bool)
+        if (commented | flag.isna().to_numpy() | marks.isin(("", ".")).fillna(False).to_numpy(dtype=bool)).all():
+            # NONMEM's IGNORE=C column: C or nothing on every row
             rows = rows[~commented]
             table = table.loc[~commented].iloc[:, 1:].reset_index(drop=True)
     if table.empty:
