@@ -229,3 +229,13 @@ def test_time_above_a_level_with_a_changing_clearance_equals_the_hand_computed_c
         amount *= np.exp(-k * (b - a))
     found = kn.TimeAbove(level, 0, 96).evaluate(model, {}, REGIMEN, covariates=history)
     assert found[0] == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("rule", ["nocb", "locf"])
+def test_initial_state_at_the_start_and_at_a_reset_takes_the_covariates_of_that_instant(rule):
+    model = kn.parse_model(MODEL + "covariate BASE = 1 [mg/L]\ncentral(0) = BASE*V\n")
+    rows = pd.DataFrame({"TIME": [0.0, 24.0, 48.0], "BASE": [1.0, 2.0, 3.0]})
+    regimen = Regimen(resets=[24.0])
+    k = 4.0 / V
+    conc = model.simulate({}, regimen, [6.0, 30.0], covariates=CovariateHistory(rows, rule))["conc"]
+    np.testing.assert_allclose(conc[0], [1.0 * np.exp(-k * 6), 2.0 * np.exp(-k * 6)], rtol=1e-12)

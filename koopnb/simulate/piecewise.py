@@ -29,7 +29,7 @@ class Restart:
     reset: bool
     steady: tuple[tuple[int, int, float], ...]  # (dose index, SS kind 1 or 2, interval h) recorded at this time
     args: list  # the argument vector in force on the piece that starts here
-    dose_args: list  # the argument vector in force at the steady-state doses' record time
+    record_args: list  # the argument vector at this instant (the history's rule): initial and steady states
 
 
 @dataclass
@@ -80,16 +80,16 @@ class PiecewiseSolution:
                 break
             args = restart.args
             if state is None or restart.reset:
-                state, since_reset = initial_of(args), restart.time
+                state, since_reset = initial_of(restart.record_args), restart.time
             for j, kind, interval in restart.steady:
                 dose = events.subset([j])
                 if not linear and kind == 2:
                     raise SimulationError("an SS=2 dose adds a steady state to the current state, which is only "
                                           "right for linear models (superposition); this model is nonlinear")
                 if linear:
-                    steady = linear_steady_state(compiled, restart.dose_args, dose, restart.time, interval)
+                    steady = linear_steady_state(compiled, restart.record_args, dose, restart.time, interval)
                 else:
-                    steady = ode_steady_state(compiled, restart.dose_args, initial_of(restart.dose_args), dose,
+                    steady = ode_steady_state(compiled, restart.record_args, initial_of(restart.record_args), dose,
                                               restart.time, interval, **options)
                 if kind == 1:
                     state, since_reset = steady, restart.time

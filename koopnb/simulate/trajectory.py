@@ -105,7 +105,7 @@ class _Schedule:
             return self.args
         return self.arguments(int(self.history.rows(time, "right")))
 
-    def _dose_arguments(self, time: float) -> list[np.ndarray]:
+    def _record_arguments(self, time: float) -> list[np.ndarray]:
         if self.history is None:
             return self.args
         return self.arguments(int(self.history.rows(time)))
@@ -119,7 +119,7 @@ class _Schedule:
         changes = self.history.change_times() if self.history is not None else np.zeros(0)
         times = sorted({0.0, *self.resets, *steady, *(float(t) for t in changes if t > 0)})
         resets = set(self.resets)
-        return [Restart(t, t in resets, tuple(steady.get(t, ())), self._piece_arguments(t), self._dose_arguments(t))
+        return [Restart(t, t in resets, tuple(steady.get(t, ())), self._piece_arguments(t), self._record_arguments(t))
                 for t in times]
 
     def boundaries(self) -> np.ndarray:
