@@ -320,6 +320,12 @@ def test_the_seven_names_of_the_report_as_parameters_with_iiv():
     ("a = 2\nx0 = a\n" + "".join(f"x{i} = x{i - 1}*a + x{i - 1}\n" for i in range(1, 40)) + "d/dt(c) = -x39*c\n",
      13, 1, "'x11' has more than 5,000 terms once the quantities it uses are written out; each quantity is used too "
      "many times inside the next"),
+    ("CL = 2.8\nV = 0 fixed\nd/dt(central) = CL\nconc = V^(-1) + central\n", 4, 1,
+     "'conc' is undefined or not a real number once the quantities it uses are written out (a division by zero, the "
+     "log of zero or the square root of a negative number)"),
+    ("k = -1 fixed\nd/dt(c) = -sqrt(k)*c\n", 2, 1,
+     "'c' is undefined or not a real number once the quantities it uses are written out (a division by zero, the "
+     "log of zero or the square root of a negative number)"),
     ("a = 1\n" * 2001, 2001, 1, "the model has more than the limit of 2,000 statements"),
     ("# " + "x" * 200_000, 1, 200_001, "the model text is longer than the limit of 200,000 characters"),
 ])

@@ -29,6 +29,7 @@ from koopnb.model.spec import TIME, ModelSpec, symbol
 MAX_DEPTH = 100
 """Deepest expression once derived quantities are substituted (far beyond any model; within the
 recursion of sympy, of lambdify's printer and of Python's compiler)."""
+_UNDEFINED = frozenset({sp.zoo, sp.nan, sp.oo, -sp.oo})
 MAX_SIZE = 5000
 """Most terms in one expression written out as a tree: derivatives and code generation grow with it,
 and ``x2 = x1*x1``, ``x3 = x2*x2``... doubles it at every line."""
@@ -86,6 +87,9 @@ def _checked(spec: ModelSpec, what: str, expr: sp.Expr) -> sp.Expr:
         if node.is_Number and not is_float64(node):
             raise ModelError(f"{label} holds a number too large for a floating-point number {written_out}",
                              line, 1)
+        if node.is_Atom and (node in _UNDEFINED or node is sp.I):
+            raise ModelError(f"{label} is undefined or not a real number {written_out} (a division by zero, "
+                             "the log of zero or the square root of a negative number)", line, 1)
         sizes[node] = 1 + sum(sizes[arg] for arg in node.args)
         if sizes[node] > MAX_SIZE:
             raise ModelError(f"{label} has more than {MAX_SIZE:,} terms {written_out}; each quantity is "
