@@ -1,29 +1,32 @@
-"""Optimal starting dose: Koopman search vs Monte Carlo search, side by side (theophylline).
+"""Optimal starting dose: Koopman search vs a vectorised Monte Carlo optimiser, side by side (theophylline).
 
-    .venv/bin/python benchmarks/optimize.py
+    nice .venv/bin/python benchmarks/optimize.py
 
 The workflow of Gerlach et al. (2020, "Koopman expectations for uncertainty propagation", theophylline):
-choose the starting dose under the population uncertainty of the patient's parameters.  The parameter
-distribution is the population prior of the MODEL_LANGUAGE.md theophylline model (log-normal IIV on ka,
-CL and V around the typical values) — not a fitted posterior, so the run takes seconds.  Two problems:
+choose the starting dose under the population uncertainty of the patient's parameters (the population prior of
+the MODEL_LANGUAGE.md theophylline model: log-normal IIV on ka, CL and V).  Two problems:
 
 (a) Window: the dose maximising P(80 ≤ AUC(0, 24) < 120);
 (b) Target: the dose giving E[AUC(0, 24)] = 100 mg·h/L.
 
-For each: the Koopman search (median time of REPEATS runs, certification timed separately), its model
-evaluations, the optimum and its certified probability or mean; a reference optimum from a very tight
-Koopman computation ((a) bounded scalar search on the probability at atol 1e-10, (b) the mean at rtol
-1e-12 inverted in closed form, since the mean is proportional to the dose); and the Monte Carlo search
-(common random numbers, fixed seeds) at several sample sizes over SEEDS seeds, whose RMS distance to the
-reference optimum is its accuracy.  The Monte Carlo sample size for Koopman's accuracy is computed from
-the measured spread (RMS ∝ n^(-1/2), fitted at the largest measured n), its time extrapolated linearly in
-n from that run.  Both optima are certified with the same full-accuracy Koopman expectation.
-Target (PASS/FAIL): Koopman search ≤ 50 ms and ≥ 100× faster than Monte Carlo at equal or better accuracy
-(the published figures: 0.05 s and 170×).  Writes benchmarks/results/optimize.md.
+Reference optima come from a very tight Koopman computation ((a) bounded scalar search on the probability at atol
+1e-10, (b) the mean at rtol 1e-12 inverted in closed form, the mean being proportional to the dose).
+
+The baseline is the strongest Monte Carlo optimiser for this problem, written here: n draws, their AUC at the
+reference dose evaluated once in one batched call (AUC is proportional to the dose), then (a) the draws' AUCs
+sorted once and the share inside the window at every dose of a 0.05 mg grid counted with two searchsorted calls,
+argmax; (b) the dose that makes the sample mean equal the target, in closed form.  Its accuracy is the RMS distance
+of its optimum to the reference over SEEDS seeds.
+
+At the clinical accuracy of 1 mg both are RUN: the smallest measured n whose RMS is ≤ 1 mg, its median time, against
+the Koopman search (median of REPEATS).  At Koopman's own accuracy the Monte Carlo n is EXTRAPOLATED (RMS ∝ n^-1/2,
+time ∝ n) and labelled so.  Both optima are certified with the same full-accuracy Koopman expectation (timed
+separately).  Writes benchmarks/results/optimize.md; every FAIL is printed.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -35,11 +38,12 @@ import koopnb as kn
 RESULTS = Path(__file__).resolve().parent / "results"
 REPEATS = 7
 SEEDS = 20
-SIZES = (1_000, 10_000, 100_000)
-MC_GRID = 2001
-"""Doses on the Monte Carlo grid over the bounds (0.475 mg apart): its argmax moves in steps of the grid."""
+SIZES = (1_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
 BOUNDS = (50.0, 1000.0)
-TIME_LIMIT, SPEEDUP = 0.05, 100.0
+GRID_STEP = 0.05
+"""Spacing (mg) of the Monte Carlo optimiser's dose grid: far below the 1 mg accuracy asked for."""
+CLINICAL = 1.0
+"""Accuracy of the optimum asked for (mg)."""
 
 THEOPHYLLINE = """
 ka = 1.5  [1/h] ~ 0.6
@@ -79,19 +83,35 @@ def target_reference(model, regimen, dist, target) -> float:
     return target.value * regimen.doses[0].amount / mean
 
 
+def monte_carlo_optimum(model, regimen, dist, target, n: int, seed: int) -> float:
+    """The vectorised Monte Carlo optimiser: one batched model call on n draws, then sorting + searchsorted."""
+    reference = regimen.doses[0].amount
+    auc = target.metric.evaluate(model, dist.sample(n, seed=seed), regimen)
+    if isinstance(target, kn.Target):
+        return float(target.value * reference / auc.mean())
+    doses = np.arange(BOUNDS[0], BOUNDS[1] + GRID_STEP / 2, GRID_STEP)
+    ordered = np.sort(auc)
+    scale = reference / doses  # AUC at dose d is (d / reference)·AUC at the reference dose
+    inside = (np.searchsorted(ordered, target.high * scale, side="left")
+              - np.searchsorted(ordered, target.low * scale, side="left"))
+    return float(doses[int(np.argmax(inside))])
+
+
 def monte_carlo_runs(model, regimen, dist, target, reference: float) -> list[dict]:
     rows = []
     for n in SIZES:
-        runs = [kn.optimize_dose(model, regimen, dist, target, bounds=BOUNDS, method="montecarlo", n=n, seed=seed,
-                                 grid=MC_GRID) for seed in range(SEEDS)]
-        doses = np.array([r.dose for r in runs])
+        doses, times = [], []
+        for seed in range(SEEDS):
+            started = time.perf_counter()
+            doses.append(monte_carlo_optimum(model, regimen, dist, target, n, seed))
+            times.append(time.perf_counter() - started)
+        doses = np.array(doses)
         rows.append({"n": n, "rms": float(np.sqrt(np.mean((doses - reference) ** 2))),
-                     "time": float(np.median([search_time(r) for r in runs])),
-                     "evals": int(np.median([r.search_evals for r in runs])), "first": runs[0]})
+                     "time": float(np.median(times)), "first": float(doses[0])})
     return rows
 
 
-def problem(title: str, model, regimen, dist, target, reference_of) -> tuple[list[str], bool]:
+def problem(title: str, model, regimen, dist, target, reference_of) -> tuple[list[str], list[tuple]]:
     what = "P" if isinstance(target, kn.Window) else "E"
     how_reference = ("bounded search to 3e-4 mg on the probability at atol 1e-10" if what == "P"
                      else "the mean at rtol 1e-12, inverted exactly")
@@ -99,64 +119,79 @@ def problem(title: str, model, regimen, dist, target, reference_of) -> tuple[lis
     reference = reference_of(koopman.dose)
     k_error = abs(koopman.dose - reference)
     carlo = monte_carlo_runs(model, regimen, dist, target, reference)
-    enough = [row for row in carlo if row["rms"] <= k_error]
-    if enough:
-        n_equal, mc_time, how = enough[0]["n"], enough[0]["time"], "measured"
-    else:
-        largest = carlo[-1]
-        n_equal = largest["n"] * (largest["rms"] / k_error) ** 2
-        mc_time, how = largest["time"] * n_equal / largest["n"], "computed from the spread at n = 1e5"
-    ratio = mc_time / k_time
-    passed = k_time <= TIME_LIMIT and ratio >= SPEEDUP
-    mc = carlo[-1]["first"]
+    clinical = next((row for row in carlo if row["rms"] <= CLINICAL), None)
+    largest = carlo[-1]
+    n_tight = largest["n"] * (largest["rms"] / max(k_error, 1e-12)) ** 2
+    time_tight = largest["time"] * n_tight / largest["n"]
+    mc_dose = monte_carlo_optimum(model, regimen, dist, target, largest["n"], 0)
+    mc_certified = (kn.probability if what == "P" else
+                    lambda t, *a, **k: kn.expectation(t.metric, *a, **k))(
+        target, model, regimen.scaled(mc_dose / regimen.doses[0].amount), dist, rtol=1e-4, atol=1e-6)
+    verdicts = [(f"{title}: Koopman optimum within {CLINICAL:g} mg of the reference", k_error <= CLINICAL,
+                 f"|error| {k_error:.1e} mg")]
     lines = [
         f"## {title}", "",
-        f"Reference optimum {reference:.6f} mg ({how_reference}). "
-        f"Koopman optimum {koopman.dose:.6f} mg (|error| {k_error:.2e} mg), "
-        f"certified {what} = {koopman.objective:.8f} ± {koopman.error:.1e}; Monte Carlo (n = 1e5, seed 0) optimum "
-        f"{mc.dose:.4f} mg, certified by the same Koopman expectation {what} = {mc.objective:.8f} ± {mc.error:.1e}.",
-        "",
-        "| method | search time (s, median) | certification time (s) | search model evaluations | optimum (mg) "
-        "| accuracy of the optimum (mg) |",
-        "|---|---|---|---|---|---|",
-        f"| Koopman | {k_time:.4f} | {k_certify:.4f} | {koopman.search_evals:,} | {koopman.dose:.4f} | "
-        f"{k_error:.2e} (vs reference) |",
-    ]
+        f"Reference optimum {reference:.6f} mg ({how_reference}). Koopman optimum {koopman.dose:.6f} mg (|error| "
+        f"{k_error:.2e} mg), certified {what} = {koopman.objective:.8f} ± {koopman.error:.1e} "
+        f"(certification {k_certify:.4f} s, {koopman.certified.n_evals:,} evaluations). Monte Carlo optimum "
+        f"(n = {largest['n']:,}, seed 0) {mc_dose:.2f} mg, certified by the same Koopman expectation {what} = "
+        f"{mc_certified.value:.8f} ± {mc_certified.error:.1e}.", "",
+        "| method | accuracy of the optimum (mg) | search time (s, median) | model evaluations | how |",
+        "|---|---|---|---|---|",
+        f"| Koopman search | {k_error:.2e} (vs reference) | {k_time:.4f} | {koopman.search_evals:,} | run |"]
     for row in carlo:
-        lines.append(f"| Monte Carlo n = {row['n']:,} ({SEEDS} seeds) | {row['time']:.4f} | – | {row['evals']:,} | "
-                     f"{row['first'].dose:.4f} (seed 0) | {row['rms']:.2e} (RMS over seeds) |")
-    lines += ["", f"Monte Carlo for Koopman's accuracy: n = {n_equal:.3g} ({how}), search time {mc_time:.3g} s; "
-              f"speed-up {ratio:.3g}×. Target: search ≤ {TIME_LIMIT * 1000:.0f} ms and ≥ {SPEEDUP:.0f}× faster: "
-              f"**{'PASS' if passed else 'FAIL'}**", ""]
+        lines.append(f"| Monte Carlo optimiser, n = {row['n']:,} | {row['rms']:.2e} (RMS over {SEEDS} seeds) | "
+                     f"{row['time']:.4f} | {row['n']:,} | run |")
+    lines.append(f"| Monte Carlo optimiser at Koopman's accuracy | {k_error:.2e} | {time_tight:.3g} | "
+                 f"{n_tight:.3g} | **extrapolated** (RMS ∝ n^-1/2 from n = {largest['n']:,}) |")
+    lines.append("")
+    if clinical is None:
+        verdicts.append((f"{title}: a measured Monte Carlo n reaches {CLINICAL:g} mg", False,
+                         f"RMS {largest['rms']:.2f} mg at n = {largest['n']:,}"))
+        lines.append(f"No measured Monte Carlo size reached {CLINICAL:g} mg RMS.")
+    else:
+        ratio = clinical["time"] / k_time
+        verdicts.append((f"{title}: Koopman search faster than the Monte Carlo optimiser at {CLINICAL:g} mg",
+                         ratio > 1,
+                         f"{k_time * 1e3:.1f} ms vs {clinical['time'] * 1e3:.1f} ms (n = {clinical['n']:,})"))
+        lines.append(f"At {CLINICAL:g} mg (both run): Monte Carlo needs n = {clinical['n']:,} draws, "
+                     f"{clinical['time'] * 1e3:.1f} ms, against Koopman's {k_time * 1e3:.1f} ms: **{ratio:.3g}×** "
+                     f"(evaluations {clinical['n'] / koopman.search_evals:.3g}×). At Koopman's accuracy "
+                     f"({k_error:.1e} mg, extrapolated): {time_tight / k_time:.3g}×.")
+    lines.append("")
     print("\n".join(lines), flush=True)
-    return lines, passed
+    return lines, verdicts
 
 
 def main() -> None:
+    load = os.getloadavg()
     model = kn.parse_model(THEOPHYLLINE)
     dist = model.prior()
     regimen = kn.Regimen([kn.Dose(320.0)], unit="mg")
     window = kn.Window(kn.AUC(0, 24), 80.0, 120.0)
     target = kn.Target(kn.AUC(0, 24), 100.0)
-    out = ["# Optimal dose: Koopman vs Monte Carlo search", "",
+    out = ["# Optimal dose: Koopman search vs a vectorised Monte Carlo optimiser", "",
            "Generated by `benchmarks/optimize.py`. Theophylline (one compartment, first-order absorption), single "
            "oral dose, bounds 50–1000 mg; parameter distribution: the population prior of the MODEL_LANGUAGE.md "
-           "model (log-normal IIV on ka, CL, V; not a fitted posterior). Search times exclude the certification, "
-           "shown separately. Monte Carlo uses common random numbers (one set of draws for every dose; "
-           f"the metrics scale with the dose, so n model evaluations serve all {MC_GRID} grid doses) and seeds "
-           f"0..{SEEDS - 1}. Its sample size for Koopman's accuracy assumes RMS ∝ n^(-1/2) and time ∝ n; at that "
-           "n the grid would also have to be finer than Koopman's error, which is not charged, so the ratio "
-           "understates Koopman's advantage.", ""]
+           "model (log-normal IIV on ka, CL, V). The Monte Carlo optimiser evaluates its n draws once (AUC is "
+           f"proportional to the dose), sorts them, and counts the draws inside the window at every dose of a "
+           f"{GRID_STEP:g} mg grid with searchsorted (window), or inverts the sample mean (target); seeds "
+           f"0..{SEEDS - 1}. Both use koopnb's model evaluation. Search times exclude the certification. Load "
+           f"average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on 2 cores shared with other jobs: wall times "
+           "are noisy.", ""]
     started = time.perf_counter()
-    lines_a, pass_a = problem("(a) maximise P(80 <= AUC(0,24) < 120)", model, regimen, dist, window,
-                              lambda guess: window_reference(model, regimen, dist, window, guess))
-    lines_b, pass_b = problem("(b) E[AUC(0,24)] = 100", model, regimen, dist, target,
-                              lambda guess: target_reference(model, regimen, dist, target))
-    out += lines_a + lines_b + [f"Overall: **{'PASS' if pass_a and pass_b else 'FAIL'}** "
-                                f"(benchmark wall time {time.perf_counter() - started:.0f} s)."]
+    lines_a, verdicts_a = problem("(a) maximise P(80 <= AUC(0,24) < 120)", model, regimen, dist, window,
+                                  lambda guess: window_reference(model, regimen, dist, window, guess))
+    lines_b, verdicts_b = problem("(b) E[AUC(0,24)] = 100", model, regimen, dist, target,
+                                  lambda guess: target_reference(model, regimen, dist, target))
+    verdicts = verdicts_a + verdicts_b
+    out += lines_a + lines_b + ["## Checks", ""]
+    out += [f"- {'PASS' if ok else '**FAIL**'} {name} ({numbers})" for name, ok, numbers in verdicts]
+    out += ["", f"Benchmark wall time {time.perf_counter() - started:.0f} s.", ""]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "optimize.md").write_text("\n".join(out) + "\n")
-    print("PASS" if pass_a and pass_b else "FAIL")
+    (RESULTS / "optimize.md").write_text("\n".join(out))
+    for name, ok, numbers in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}  ({numbers})")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,15 @@
 Pre-integration (koopnb.expectation.preintegration) tabulates a metric along lines s ↦ M(z(s)); where
 the table is fine it serves directly (dose search), where it is coarse its crossings are starting
 points for root finding on the model itself.  Fritsch & Carlson, "Monotone piecewise cubic
-interpolation", SIAM J Numer Anal 17:238 (1980) — the slopes of scipy's PchipInterpolator, computed
-here for many rows over one shared grid at once.
+interpolation", SIAM J Numer Anal 17:238 (1980): the slopes come from scipy's PchipInterpolator (all rows
+over one shared grid at once), the crossings from scipy's elementwise root finder.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.interpolate import PchipInterpolator
+from scipy.optimize.elementwise import find_root
 
 MONOTONE_NOISE = 1e-10
 """Relative size of steps along a line that are taken as noise, not as a change of direction."""
@@ -41,7 +43,7 @@ class MonotoneLines:
         self.positive = bool(np.all(values > 0))
         self.s = s
         self.h = np.log(values) if self.positive else values
-        self.slopes = pchip_slopes(s, self.h)
+        self.slopes = PchipInterpolator(s, self.h, axis=1)(s, nu=1)
 
     def crossing(self, levels: np.ndarray) -> np.ndarray:
         """(len(levels), rows) s where the interpolant equals each level along each row; ±inf where the row
@@ -65,35 +67,15 @@ class MonotoneLines:
 
 def hermite_root(y0, y1, m0, m1, level) -> np.ndarray:
     """t in [0, 1] where the cubic Hermite segment (values y0 < level ≤ y1, end slopes m0, m1 per unit t)
-    equals level: Newton steps kept inside a shrinking bracket (bisection when a step leaves it)."""
-    lo, hi = np.zeros_like(y0), np.ones_like(y0)
-    t = np.clip((level - y0) / (y1 - y0), 0.0, 1.0)
-    for _ in range(60):
+    equals level, for every segment at once: scipy's bracketing root finder (Chandrupatla) on [0, 1].
+
+    The segments belong to different rows and each needs its own t, which scipy.interpolate's PPoly cannot
+    evaluate elementwise (it evaluates every row at every point), so the cubic is written out here.
+    """
+    def cubic(t, y0, y1, m0, m1, level):
         t2, t3 = t * t, t * t * t
-        value = ((2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (3 * t2 - 2 * t3) * y1
-                 + (t3 - t2) * m1 - level)
-        slope = (6 * t2 - 6 * t) * (y0 - y1) + (3 * t2 - 4 * t + 1) * m0 + (3 * t2 - 2 * t) * m1
-        negative = value < 0
-        lo, hi = np.where(negative, t, lo), np.where(negative, hi, t)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = t - value / slope
-        step = np.where((newton >= lo) & (newton <= hi), newton, (lo + hi) / 2)
-        done = np.abs(step - t) <= 1e-13
-        t = step
-        if done.all():
-            break
-    return t
+        return (2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (3 * t2 - 2 * t3) * y1 + (t3 - t2) * m1 - level
 
-
-def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Fritsch–Carlson monotone slopes (rows of y over shared x), as in scipy's PchipInterpolator."""
-    h = np.diff(x)
-    delta = np.diff(y, axis=1) / h
-    slopes = np.zeros_like(y)
-    w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
-    same = delta[:, :-1] * delta[:, 1:] > 0
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        harmonic = (w1 + w2) / (w1 / delta[:, :-1] + w2 / delta[:, 1:])
-    slopes[:, 1:-1] = np.where(same, harmonic, 0.0)
-    slopes[:, 0], slopes[:, -1] = delta[:, 0], delta[:, -1]
-    return slopes
+    found = find_root(cubic, (np.zeros_like(y0), np.ones_like(y0)), args=(y0, y1, m0, m1, level),
+                      tolerances={"xatol": 1e-13, "xrtol": 0.0})
+    return found.x
