@@ -388,6 +388,8 @@ def test_the_rule_is_stored_with_the_table_and_can_be_overridden():
     assert subject_covariates(table)["TIME"].tolist() == [0.0, 24.0, 48.0]
     assert subject_covariates(table, covariate_interpolation="nocb")["TIME"].tolist() == [12.0, 36.0, 60.0]
     assert read_nonmem(table).attrs["covariate_interpolation"] == "locf"
+    assert subject_covariates(table).attrs["covariate_interpolation"] == "locf"
+    assert subject_covariates(table, covariate_interpolation="nocb").attrs["covariate_interpolation"] == "nocb"
     assert read_nonmem(CRCL).attrs["covariate_interpolation"] == "nocb"
     with pytest.raises(DataError, match="covariate_interpolation must be 'nocb' or 'locf', not 'linear'"):
         read_nonmem(CRCL, covariate_interpolation="linear")
@@ -580,3 +582,27 @@ def test_a_first_column_named_c_comments_rows_out_as_nonmem_ignore_c(tmp_path):
     # a first column C that holds anything else is an ordinary column (a covariate here)
     kept = read_nonmem(pd.DataFrame({"C": [1.5, 2.5], "TIME": [0, 1], "DV": [1.0, 2.0]}))
     np.testing.assert_array_equal(kept["C"], [1.5, 2.5])
+
+
+def test_a_history_from_the_data_is_simulated_by_its_own_rule():
+    from koopnb.covariates import CovariateHistory
+
+    model = kn.parse_model("""
+        covariate CRCL = 60
+        CL = 5 [L/h]
+        V = 50 [L]
+        CLi = CL * CRCL / 60
+        d/dt(central) = -CLi/V*central
+        conc = central / V
+        dose central
+    """)
+    table = read_nonmem(CRCL, covariate_interpolation="locf")
+    history = subject_covariates(table)[["TIME", "CRCL"]]  # the model's covariates (WT is not one)
+    times = np.linspace(0.5, 70, 40)
+    regimen = subject_regimen(table)
+    ours = model.simulate({}, regimen, times, covariates=history)["conc"]
+    bare = history.copy()
+    bare.attrs = {}
+    np.testing.assert_array_equal(ours, model.simulate({}, regimen, times, covariates=CovariateHistory(bare, "locf"))
+                                  ["conc"])
+    assert not np.allclose(ours, model.simulate({}, regimen, times, covariates=CovariateHistory(bare, "nocb"))["conc"])

@@ -192,7 +192,9 @@ def subject_covariates(
     text otherwise).  Otherwise it is a DataFrame history: TIME (h) and one column per covariate,
     one row per change, read by the rule (``"nocb"``: the value on row k holds on (t_{k-1}, t_k];
     ``"locf"``: on [t_k, t_{k+1}); the first row's value before the first row and the last row's
-    after the last).  ``covariate_interpolation=None`` uses the rule the table was read with.
+    after the last).  ``covariate_interpolation=None`` uses the rule the table was read with; the
+    history carries its rule in ``history.attrs["covariate_interpolation"]``, so ``Model.simulate``
+    and the other functions that take it read it by the same rule.
     """
     tidy = _tidy(table)
     split = _Subjects(tidy, covariate_interpolation)

@@ -166,6 +166,7 @@ class _Subjects:
                              self.rule)
         histories = pd.DataFrame({"TIME": tidy["TIME"].to_numpy(dtype=float)[kept],
                                   **{name: values[kept] for name, values in filled.items()}})
+        histories.attrs[_RULE] = self.rule  # each subject's slice carries its rule to simulate & co.
         return names, filled, varying, present, histories, np.searchsorted(kept, self.bounds)
 
     def covariates(self, k: int) -> dict[str, Any] | pd.DataFrame:
