@@ -107,6 +107,7 @@ def test_pkmodel_error_points_at_line_and_column_with_a_caret(shell):
     ("%%pkmodel m\nka = 1.5 ~ 0.6\nka = 2 ~ 0.1\n", 3),
     ("%%pkmodel m\n\n\nka = 1.5 ~ 0.6\nd/dt(a) = -ka*a +* 2\n", 5),
     ("%%pkmodel m\nimport os\n", 2),
+    ("\n\n%%pkmodel m\nka = 1.5 ~ 0.6\nka = 2 ~ 0.1\n", 5),  # IPython drops the blank lines; the editor does not
 ])
 def test_pkmodel_errors_are_located_as_the_editor_numbers_lines(shell, cell, line):
     result, captured = run(shell, cell)
@@ -115,6 +116,11 @@ def test_pkmodel_errors_are_located_as_the_editor_numbers_lines(shell, cell, lin
     shown = located[0].split(":")[0]
     assert shown.startswith(f"line {line}, column ")
     assert located[1].strip() == cell.splitlines()[line - 1].strip()  # the line quoted is that editor line
+
+
+def test_line_numbers_inside_a_model_error_message_are_the_editors_too(shell):
+    result, captured = run(shell, "%%pkmodel m\nka = 1.5 ~ 0.6\nka = 2 ~ 0.1\n")
+    assert_one_line_error(result, captured, "line 3, column 1: 'ka' is already defined on line 2")
 
 
 def test_pkmodel_needs_a_variable_name(shell):

@@ -16,7 +16,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext koopnb``: register the koopnb magics with the running IPython."""
     from koopnb.jupyter.magics import KoopnbMagics
 
-    ipython.register_magics(KoopnbMagics)
+    magics = KoopnbMagics(ipython)
+    ipython.events.register("pre_run_cell", magics.remember_cell)
+    ipython.register_magics(magics)
 
 
 __all__ = ["DOSE_RANGE", "load_ipython_extension"]

@@ -81,7 +81,7 @@ class KoopnbMagics(Magics):
         try:
             model = parse_model(cell, name=args.name)
         except ModelError as error:
-            raise UsageError(model_error_text(error, cell, first_line=2)) from None
+            raise UsageError(self._as_the_editor_numbers(error, cell, args.name)) from None
         except KoopnbError as error:
             raise UsageError(str(error)) from None
         self.shell.user_ns[args.name] = model
@@ -224,6 +224,24 @@ class KoopnbMagics(Magics):
                               covariates=_covariates(args.covariate))
         display(panel)
 
+    def remember_cell(self, info) -> None:
+        """IPython's ``pre_run_cell`` event: keep the cell as typed (IPython drops blank lines above a cell
+        magic before calling it, but the editor numbers them)."""
+        self._typed_cell = getattr(info, "raw_cell", None)
+
+    def _as_the_editor_numbers(self, error: ModelError, body: str, name: str) -> str:
+        """The model error located as the editor numbers lines: the body is parsed again below blank lines
+        standing for the magic line (and blank lines above it, which IPython drops), so that every line number
+        the parser writes — where the error is, and any "defined on line N" in its message — is the editor's."""
+        typed = getattr(self, "_typed_cell", None) or ""
+        above, magic, _ = typed.partition("%%pkmodel")
+        source = "\n" * (above.count("\n") + 1 if magic and not above.strip() else 1) + body
+        try:
+            parse_model(source, name=name)
+        except ModelError as located:
+            error = located
+        return model_error_text(error, source)
+
     # -- the user namespace ---------------------------------------------------------------------------
     def _variable(self, name: str, what: str):
         if name not in self.shell.user_ns:
@@ -295,12 +313,8 @@ def user_errors() -> Iterator[None]:
         raise UsageError(f"cannot read {error.filename!r}: {error.strerror}") from None
 
 
-def model_error_text(error: ModelError, source: str, first_line: int = 1) -> str:
-    """``line L, column C: message`` followed by the offending line of ``source`` and a caret under C.
-
-    ``first_line`` is the line number, as the editor shows it, of the first line of ``source``: 2 for the
-    body of a ``%%pkmodel`` cell, whose first line is the magic itself.
-    """
+def model_error_text(error: ModelError, source: str) -> str:
+    """``line L, column C: message`` followed by the offending line of ``source`` and a caret under C."""
     lines = source.splitlines()
     if error.line is None or not 1 <= error.line <= len(lines):
         return str(error)
@@ -308,9 +322,7 @@ def model_error_text(error: ModelError, source: str, first_line: int = 1) -> str
     column = max(int(error.column or 1), 1)
     # Keep tabs in the caret's indentation so it lines up under the same character.
     indent = "".join(ch if ch == "\t" else " " for ch in text[: column - 1])
-    where = f"line {error.line + first_line - 1}" + (f", column {error.column}" if error.column is not None else "")
-    located = f"{where}: {error.message}"
-    return f"{located}\n    {text}\n    {indent}^"
+    return f"{error}\n    {text}\n    {indent}^"
 
 
 def parse_target(text: str) -> Target:
