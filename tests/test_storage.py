@@ -321,6 +321,13 @@ def test_save_into_a_missing_directory_names_the_users_path(tmp_path, model):
     assert storage.TEMPORARY_PREFIX not in message
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
+def test_a_saved_file_has_the_mode_of_any_file_the_user_writes(saved):
+    reference = saved.parent / "reference.txt"
+    reference.write_text("")  # open() applies the umask to 0o666, as the save must
+    assert saved.stat().st_mode == reference.stat().st_mode
+
+
 def test_a_failure_mid_write_leaves_the_old_file(saved, model, monkeypatch):
     before = saved.read_bytes()
     real = np.savez_compressed

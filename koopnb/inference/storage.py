@@ -2,9 +2,9 @@
 every part checked.
 
 Writing: the file is written to a temporary ``.koopnb-*.tmp`` in the target's directory, flushed and
-fsync'ed, then moved over the target with ``os.replace`` (atomic on POSIX and Windows): a crash mid-write
-leaves the old file, never half of a new one.  Temporaries left by a killed save are removed by the next
-save to that directory once they are older than :data:`STALE_AFTER`.
+fsync'ed, then moved over the target with ``os.replace`` (atomic on POSIX and Windows) and the directory
+fsync'ed: a crash mid-write leaves the old file, never half of a new one.  Temporaries left by a killed
+save are removed by the next save to that directory once they are older than :data:`STALE_AFTER`.
 
 Reading trusts nothing but the zip and .npy formats: before anything is decompressed, every member's
 array header is read and the memory the arrays would take is summed and refused past ``max_bytes``
@@ -20,7 +20,7 @@ import glob
 import json
 import math
 import os
-import tempfile
+import secrets
 import time
 import zipfile
 import zlib
@@ -68,8 +68,10 @@ def write(path: str | os.PathLike, arrays: dict[str, np.ndarray], header: dict) 
         raise FitError(f"cannot save to {path!r}: the directory {directory!r} does not exist")
     remove_stale_temporaries(directory)
     payload = {**arrays, HEADER: np.array(json.dumps({"format": FORMAT, **header}))}
+    temporary = os.path.join(directory, f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}{TEMPORARY_SUFFIX}")
     try:
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX)
+        # Created like any file the user writes (mode 0o666 less the umask), unlike mkstemp's private 0o600.
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as error:
         raise FitError(f"cannot save to {path!r}: {error.strerror or error}") from error
     try:
@@ -78,11 +80,23 @@ def write(path: str | os.PathLike, arrays: dict[str, np.ndarray], header: dict) 
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+        _sync_directory(directory)
     except OSError as error:
         raise FitError(f"cannot save to {path!r}: {error.strerror or error}") from error
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _sync_directory(directory: str) -> None:
+    """Make the rename itself durable (POSIX); elsewhere the replace is atomic but its flush is the system's."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def remove_stale_temporaries(directory: str, older_than: float = STALE_AFTER) -> list[str]:
