@@ -464,3 +464,14 @@ def test_ten_dimensions_hold_a_bounded_number_of_nodes(count_simulated):
     assert any("max_nodes=300" in warning for warning in small.warnings)
     assert small.n_evals <= 2 * 300
     assert abs(small.value - truth) <= small.error
+
+
+def test_no_answer_on_a_two_point_rule(theophylline, decay):
+    """Even at a loose tolerance, every direction the integrand depends on has at least 3 points in the final
+    rule (a 1- and a 2-point rule can agree by coincidence); the orders are structured fields, not text."""
+    loose = kn.expectation(kn.AUC(0, 24), theophylline, kn.Regimen.parse("320 mg po"), theophylline.prior(),
+                           rtol=0.05)
+    assert len(loose.orders) == 3 and min(loose.orders) >= 3
+    dist = kn.Joint({"x0": kn.Uniform(5, 15), "k": kn.TruncatedNormal(0.2, 0.08, 0.05, 0.4)})
+    linear_in_x0 = kn.expectation(kn.Conc(3.0), decay, kn.Regimen([]), dist, rtol=0.05)
+    assert min(linear_in_x0.orders) >= 3
