@@ -256,6 +256,13 @@ def test_a_bad_header_is_one_sentence(tmp_path, header, message):
         Posterior.load(path)
 
 
+def test_an_overlong_header_is_refused_before_reading_it(tmp_path):
+    path = tmp_path / "long.npz"
+    np.savez(path, koopnb_header=np.array("{" + " " * storage.MAX_HEADER + "}"))
+    with pytest.raises(FitError, match="its koopnb header is longer than 16,777,216 characters"):
+        Posterior.load(path)
+
+
 def test_other_files_are_one_sentence(tmp_path):
     (tmp_path / "notes.npz").write_text("not a zip")
     with pytest.raises(FitError, match=r"'.*notes\.npz' is not a readable koopnb posterior file"):

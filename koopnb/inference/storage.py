@@ -6,8 +6,8 @@ fsync'ed, then moved over the target with ``os.replace`` (atomic on POSIX and Wi
 fsync'ed: a crash mid-write leaves the old file, never half of a new one.  Temporaries left by a killed
 save are removed by the next save to that directory once they are older than :data:`STALE_AFTER`.
 
-Reading trusts nothing but the zip and .npy formats: before anything is decompressed, every member's
-array header is read and the memory the arrays would take is summed and refused past ``max_bytes``
+Reading trusts nothing but the zip and .npy formats: before any array is read, every member's .npy
+header is read and the memory the arrays would take is summed and refused past ``max_bytes``
 (:data:`MAX_BYTES` by default); pickles are never loaded; then the header's keys and types, the arrays'
 dtypes and shapes, their agreement with each other and finite draws are checked
 (:func:`check_individual`, :func:`check_population`, :func:`check_model_header`).  Each failure is one
@@ -44,9 +44,12 @@ no steady state."""
 SUBJECT_ARRAYS = ("times", "values", "below", "doses")
 OCCASION_ARRAYS = ("occasion_labels", "occasion_starts", "occasion_of_observations")
 MAX_BYTES = 512 * 2**20
-"""Largest memory (bytes) a posterior file may need when loaded: 512 MiB, five times a population
-posterior of 100 subjects with 64 walkers × 2,000 draws of 3 parameters each.  A larger file is refused
-before any array is allocated; ``load(path, max_bytes=...)`` raises the limit for a file you trust."""
+"""Largest memory (bytes) the arrays of a posterior file may need when loaded: 512 MiB, room for 100
+subjects' chains of 64 walkers × 2,000 draws × 3 parameters (290 MiB).  A larger file is refused before
+any array is read; ``load(path, max_bytes=...)`` raises the limit for a file you trust."""
+MAX_HEADER = 16 * 2**20
+"""Longest JSON header (characters) read: 16 Mi, some thousand times what a subject's entry takes (its
+parsed form costs several times its length in Python objects, hence a limit of its own)."""
 STALE_AFTER = 3600.0
 """Age (s) after which a temporary file of an interrupted save is removed by the next save beside it;
 a save in progress in another process is far younger."""
@@ -211,6 +214,8 @@ def _check_members(archive: zipfile.ZipFile, path: str, max_bytes: int) -> dict[
                                "not write")
         if dtype.hasobject or dtype.kind not in (_ARRAY_KINDS + "U" if name == HEADER else _ARRAY_KINDS):
             raise FitError(f"{path!r}: array {name!r} holds {dtype}, not numbers")
+        if name == HEADER and math.prod(shape) * dtype.itemsize > 4 * MAX_HEADER:  # 4 bytes per character
+            raise FitError(f"{path!r}: its koopnb header is longer than {MAX_HEADER:,} characters")
         if any(n < 0 for n in shape):
             raise FitError(f"{path!r}: array {name!r} has a negative length in its shape {shape}")
         total += math.prod(shape) * dtype.itemsize
