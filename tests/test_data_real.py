@@ -606,3 +606,38 @@ def test_a_history_from_the_data_is_simulated_by_its_own_rule():
     np.testing.assert_array_equal(ours, model.simulate({}, regimen, times, covariates=CovariateHistory(bare, "locf"))
                                   ["conc"])
     assert not np.allclose(ours, model.simulate({}, regimen, times, covariates=CovariateHistory(bare, "nocb"))["conc"])
+
+
+def test_a_population_reads_its_table_once_not_once_per_subject(monkeypatch):
+    """The fits' subject list reads and checks the table once, then splits it (linear in rows)."""
+    from koopnb.inference.subjects import all_subjects
+
+    model = kn.parse_model("""
+        covariate WT = 70
+        CL = 5 [L/h] ~ 0.3
+        V = 50 [L] ~ 0.2
+        d/dt(central) = -CL*(WT/70)/V*central
+        conc = central / V
+        conc ~ proportional(0.1)
+        dose central
+    """)
+    raw = pd.DataFrame({"ID": np.repeat([1, 2, 3, 4, 5], 3), "TIME": np.tile([0.0, 1.0, 4.0], 5),
+                        "AMT": np.tile([100.0, 0.0, 0.0], 5), "DV": np.tile([np.nan, 1.8, 1.2], 5),
+                        "WT": np.repeat([60.0, 70.0, 80.0, 90.0, 100.0], 3)})
+    calls = {"_Reader": 0, "_fingerprint": 0}  # a full read; a pass over every value (the trust check)
+
+    def counted(name):
+        original = getattr(data_module, name)
+
+        def count(*args):
+            calls[name] += 1
+            return original(*args)
+
+        return count
+
+    for name in calls:
+        monkeypatch.setattr(data_module, name, counted(name))
+    found = all_subjects(model, raw, None, "conc")
+    assert [subject.id for subject in found] == [1, 2, 3, 4, 5]
+    assert [subject.covariates["WT"] for subject in found] == [60.0, 70.0, 80.0, 90.0, 100.0]
+    assert calls == {"_Reader": 1, "_fingerprint": 2}  # not one per subject
