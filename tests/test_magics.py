@@ -220,6 +220,8 @@ def test_pkexpect_montecarlo_and_a_distribution_variable(shell, theo):
     ('%pkdose theo --regimen "320 mg po at 100 h" --window "auc(0, 24) in 80..120"',
      "auc(0, 24) is the same for every patient near the typical one"),
     ('%pkdose theo --regimen "320 mg po" --window "time_above(0, 24, 1e9) in 1.."', "is the same for every patient"),
+    ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)" --covariate WT=70 --covariate WT=80',
+     "--covariate WT is given twice (70 and 80)"),
 ])
 def test_every_mistake_is_one_line(shell, theo, theoph_table, line, fragment):
     shell.user_ns["theoph"] = theoph_table
@@ -308,6 +310,26 @@ def test_pkfit_times_and_values_with_a_regimen(shell, theo):
         direct = kn.fit_individual(theo, shell.user_ns["levels"], regimen, steps=40, seed=3, progress=False)
     np.testing.assert_array_equal(posterior.draws, direct.draws)
     assert "--regimen" in KoopnbMagics.pkfit.__doc__
+
+
+def test_pkfit_takes_the_patients_covariates(shell):
+    run(shell, "%%pkmodel weighed\ncovariate WT = 70 [kg]\n" + MODEL_CELL.replace("CL = 2.8", "TVCL = 2.8")
+        + "CL = TVCL * (WT / 70)**0.75\n")
+    model = shell.user_ns["weighed"]
+    regimen = kn.Regimen.parse("320 mg po")
+    times = np.array([1.0, 2.0, 4.0, 8.0, 24.0])
+    shell.user_ns["levels"] = (times, model.simulate({}, regimen, times, covariates={"WT": 50.0})["conc"][0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result, captured = run(shell, '%pkfit weighed levels --regimen "320 mg po" --covariate WT=50 --steps 40 '
+                                      "--seed 5 -o light")
+        direct = kn.fit_individual(model, shell.user_ns["levels"], regimen, covariates={"WT": 50.0}, steps=40,
+                                   seed=5, progress=False)
+    assert result.success, captured.stderr
+    assert shell.user_ns["light"].subject.covariates == {"WT": 50.0}
+    np.testing.assert_array_equal(shell.user_ns["light"].draws, direct.draws)
+    result, captured = run(shell, '%pkfit weighed levels --regimen "320 mg po" --steps 40')
+    assert_one_line_error(result, captured, "covariate 'WT' of the model has no value for the patient")
 
 
 def test_pkfit_unknown_subject(shell, theo, theoph_table):

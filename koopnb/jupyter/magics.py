@@ -96,6 +96,8 @@ class KoopnbMagics(Magics):
     @argument("--steps", type=_at_least(1), default=2000, help="emcee steps per walker (default 2000)")
     @argument("--walkers", type=_at_least(1), default=None, help="emcee walkers (default max(32, 4 per parameter))")
     @argument("--seed", type=_at_least(0), default=None, help="random seed (an integer >= 0) for reproducible draws")
+    @argument("--covariate", action="append", default=[], metavar="NAME=VALUE",
+              help="a covariate value of the patient (repeat); overrides the table's")
     @argument("-o", "--output", default="posterior", help="variable the posterior is bound to (default posterior)")
     def pkfit(self, line: str) -> None:
         """Fit MODEL to DATA with emcee: one subject (a table of one subject, or --id) is an individual fit,
@@ -104,7 +106,8 @@ class KoopnbMagics(Magics):
         args = _parse(self.pkfit, line)
         model = self._model(args.model)
         data = self._data(args.data)
-        options = {"steps": args.steps, "walkers": args.walkers, "seed": args.seed, "progress": True}
+        options = {"steps": args.steps, "walkers": args.walkers, "seed": args.seed, "progress": True,
+                   "covariates": _covariates(args.covariate)}
         with user_errors(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             regimen = Regimen.parse(args.regimen) if args.regimen is not None else None
@@ -345,6 +348,9 @@ def _covariates(pairs: list[str]) -> dict[str, float] | None:
         number = _number(value)
         if not equals or not name.strip() or number is None:
             raise UsageError(f"--covariate needs NAME=VALUE with a number, not {pair!r}")
+        if name.strip() in values:
+            raise UsageError(f"--covariate {name.strip()} is given twice ({values[name.strip()]:g} and {number:g}); "
+                             "give each covariate once")
         values[name.strip()] = number
     return values or None
 
