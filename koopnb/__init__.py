@@ -35,6 +35,7 @@ from koopnb.optimize import DoseResult, optimize_dose, optimize_regimen
 from koopnb.nonmem import from_nonmem, nonmem_text
 from koopnb.regimen import Dose, Regimen
 from koopnb.scale import cohort, nomogram, simulate_ward, virtual_trial
+from koopnb.vpc import VPCResult, vpc
 
 __version__ = "0.1.0"
 
@@ -98,6 +99,7 @@ __all__ = [
     "TimeAbove",
     "TruncatedNormal",
     "Uniform",
+    "VPCResult",
     "Window",
     "cohort",
     "dashboard",
@@ -120,4 +122,5 @@ __all__ = [
     "subject_covariates",
     "subject_regimen",
     "virtual_trial",
+    "vpc",
 ]

@@ -17,6 +17,7 @@ from koopnb.inference.posterior import PopulationPosterior, Posterior
 from koopnb.inference.simulation import StackedSubjects
 from koopnb.metrics import Target
 from koopnb.optimize import DoseResult
+from koopnb.vpc import VPCResult
 
 
 def plot_posterior_pairs(posterior: Posterior | PopulationPosterior, max_points: int = 2000, seed=0) -> Figure:
@@ -108,6 +109,33 @@ def plot_goodness_of_fit(population: PopulationPosterior) -> Figure:
         ax.set_xlabel(label)
         ax.set_ylabel("CWRES")
     figure.suptitle(f"goodness of fit: {table['ID'].nunique()} subjects, {len(table)} observations")
+    return figure
+
+
+def plot_vpc(result: VPCResult, baseline: VPCResult | None = None, ax: Axes | None = None) -> Figure:
+    """A visual predictive check: the observations, their percentiles per time bin (points joined by lines),
+    and the predictive quantiles as bands over time (the outer levels shaded); a ``baseline`` VPC (e.g. the
+    simulation-based one) is drawn dashed on top.  Draws on ``ax`` when given."""
+    if ax is None:
+        figure = Figure(figsize=(7.0, 4.5), layout="constrained")
+        ax = figure.subplots()
+    else:
+        figure = ax.figure
+    ax.plot(result.data["TIME"], result.data["DV"], "o", ms=3, color="gray", alpha=0.5, label="observed")
+    outer = [0, len(result.quantiles) - 1]
+    ax.fill_between(result.times, result.bands[outer[0]], result.bands[outer[1]], color="tab:blue", alpha=0.15,
+                    label=f"{result.method} {100 * result.quantiles[0]:g}–{100 * result.quantiles[-1]:g}%")
+    for i, level in enumerate(result.quantiles):
+        ax.plot(result.times, result.bands[i], color="tab:blue", lw=1.5 if level == 0.5 else 1)
+        ax.plot(result.bin_times, result.observed[i], "o-", color="tab:red", ms=4, lw=1,
+                label="observed percentiles" if i == 0 else None)
+        if baseline is not None:
+            ax.plot(baseline.times, baseline.bands[i], "--", color="black", lw=1,
+                    label=f"{baseline.method} (n = {baseline.n_evals:,})" if i == 0 else None)
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel(result.output)
+    ax.set_title(f"visual predictive check ({result.method}, {result.n_evals:,} model evaluations)")
+    ax.legend(frameon=False)
     return figure
 
 
