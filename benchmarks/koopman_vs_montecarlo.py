@@ -337,6 +337,8 @@ def checks(outcomes: list[dict]) -> list[tuple[str, bool | None, str]]:
                                  f"actual {qmc['actual']:.1e}, estimate {qmc['error']:.1e}"))
                 verdicts.append((f"{key} ε {eps}: Koopman needs fewer model evaluations than randomised QMC",
                                  k.n_evals < qmc["n"], f"{k.n_evals:,} vs {qmc['n']:,.0f}"))
+                verdicts.append((f"{key} ε {eps}: Koopman needs fewer model evaluations than Monte Carlo",
+                                 k.n_evals < row["mc"]["n"], f"{k.n_evals:,} vs {row['mc']['n']:,}"))
                 verdicts.append((f"{key} ε {eps}: Koopman is faster (wall time) than randomised QMC",
                                  k.elapsed < qmc["time"], f"{k.elapsed:.3f} s vs {qmc['time']:.3f} s"))
     return verdicts
