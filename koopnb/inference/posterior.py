@@ -6,7 +6,6 @@ density on them); ``to_arviz`` hands the chains to ArviZ; ``save``/``load`` keep
 
 from __future__ import annotations
 
-import html
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +30,12 @@ class _Displayed:
         from koopnb.cards import posterior_bundle
 
         return posterior_bundle(self)
+
+    def _repr_html_(self) -> str:
+        """The summary table under a title (front ends that ask for HTML alone)."""
+        from koopnb.cards import posterior_html
+
+        return posterior_html(self)
 
 
 class Posterior(_Displayed):
@@ -152,12 +157,6 @@ class Posterior(_Displayed):
         parts = [f"{name} {_interval_text(values)}" for name, values in self.samples.items()]
         who = "" if self.subject.id is None else f" of subject {self.subject.id!r}"
         return f"<Posterior{who}: {walkers} walkers × {draws} draws; " + "; ".join(parts) + ">"
-
-    def _repr_html_(self) -> str:
-        draws, walkers, _ = self.draws.shape
-        title = html.escape(f"Posterior: {walkers} walkers × {draws} draws kept, "
-                            f"acceptance {self.diagnostics.get('acceptance_fraction', float('nan')):.2f}")
-        return f"<div class='koopnb-posterior'><b>{title}</b>{self.summary().to_html(float_format='%.4g')}</div>"
 
 
 class PopulationPosterior(_Displayed):
@@ -304,12 +303,6 @@ class PopulationPosterior(_Displayed):
         parts = [f"{name} {_interval_text(values)}" for name, values in self.samples.items()]
         return (f"<PopulationPosterior of {len(self.individuals)} subjects: {walkers} walkers × {draws} draws; "
                 + "; ".join(parts) + ">")
-
-    def _repr_html_(self) -> str:
-        draws, walkers, _ = self.draws.shape
-        title = html.escape(f"Population posterior of {len(self.individuals)} subjects: {walkers} walkers × "
-                            f"{draws} draws kept")
-        return f"<div class='koopnb-posterior'><b>{title}</b>{self.summary().to_html(float_format='%.4g')}</div>"
 
 
 def _describe(values: np.ndarray) -> dict[str, float]:
