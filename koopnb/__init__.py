@@ -3,7 +3,7 @@
 The public surface is listed in ``__all__``; everything else is internal.
 """
 
-from koopnb import datasets
+from koopnb import datasets, models
 from koopnb.covariates import CovariateHistory
 from koopnb.data import DataWarning, read_nonmem, split_subjects, subject_covariates, subject_regimen
 from koopnb.distributions import (
@@ -109,6 +109,7 @@ __all__ = [
     "fit_population",
     "from_nonmem",
     "load_ipython_extension",
+    "models",
     "nonmem_text",
     "nomogram",
     "optimize_dose",
