@@ -50,15 +50,15 @@ def _clearance(model, covariates: dict) -> tuple[float, float]:
 def test_busulfan_choe2012_reproduces_table_2_typical_values():
     """Choe 2012 Table 2: a 65 kg patient has CL 7.6 L/h and V 32.2 L (men) or 29.1 L (women)."""
     model = models.load("busulfan_choe2012")
-    cl, v_men = _clearance(model, {"WT": 65.0, "MALE": 1.0}, "V")
-    _, v_women = _clearance(model, {"WT": 65.0, "MALE": 0.0}, "V")
+    cl, v_men = _clearance(model, {"WT": 65.0, "MALE": 1.0})
+    _, v_women = _clearance(model, {"WT": 65.0, "MALE": 0.0})
     assert round(cl, 1) == 7.6 and round(v_men, 1) == 32.2 and round(v_women, 1) == 29.1
 
 
 def test_vancomycin_grimsley1999_reproduces_the_abstracts_clearance_and_volume():
     """Grimsley & Thomson 1999: CL (L/h/kg) = 3.56 / creatinine (umol/L); V = 0.67 L/kg."""
     model = models.load("vancomycin_grimsley1999")
-    cl, v = _clearance(model, {"WT": 2.0, "CREAT": 89.0}, "V")
+    cl, v = _clearance(model, {"WT": 2.0, "CREAT": 89.0})
     assert cl / 2.0 == pytest.approx(3.56 / 89.0, rel=1e-9) and v / 2.0 == pytest.approx(0.67, rel=1e-9)
 
 
@@ -97,7 +97,7 @@ def test_phenobarbital_voller2017_reproduces_the_reference_patient():
     an oral dose reaches the body with F = 0.594."""
     model = models.load("phenobarbital_voller2017")
     covariates = {"PNA": 4.5, "BWT": 2.59, "WT": 2.70}
-    cl, v = _clearance(model, covariates, "V")
+    cl, v = _clearance(model, covariates)
     assert cl == pytest.approx(0.00909, rel=1e-9) and v == pytest.approx(2.38, rel=1e-9)
     oral = kn.AUC(0, 2e4).evaluate(model, {}, kn.Regimen([kn.Dose(10.0, 0.0)]), covariates)[0]
     assert oral == pytest.approx(0.594 * 10.0 / 0.00909, rel=1e-5)
