@@ -5,8 +5,8 @@ NONMEM reference: pharmpy-core's example run of the phenobarbital data (Grasela 
 (commit 435dd66ecfc0532db4b8f5de2cea0afb1ecb4d84), copied unmodified to tests/data/pheno (LGPL-3.0-or-later,
 see tests/data/pheno/README.md).  NONMEM 7.4.2, $ESTIMATION METHOD=1 INTERACTION, ADVAN1 TRANS2:
 TVCL = THETA(1)·WGT, TVV = THETA(2)·WGT·(1 + THETA(3) if APGR < 5), CL = TVCL·exp(ETA(1)),
-V = TVV·exp(ETA(2)), Y = F + F·EPS(1).  Translated by hand: koopnb's ``~`` takes the SD of the log (√OMEGA),
-``proportional(b)`` the SD fraction (√SIGMA), and 1 + THETA(3) is written as the positive factor APGRF.
+V = TVV·exp(ETA(2)), Y = F + F·EPS(1).  Translated by hand: ``~ variance(OMEGA)``, THETA(3) with its bounds
+``in (-0.99, inf)``, and ``proportional(b)`` takes the SD fraction (√SIGMA).
 """
 
 from pathlib import Path
@@ -42,11 +42,11 @@ def pheno_text(theta=NONMEM_THETA, omega=NONMEM_OMEGA, sigma=NONMEM_SIGMA) -> st
     return f"""
 covariate WGT = 1.3 [kg]
 covariate APGR = 7
-CLkg  = {theta[0]!r} [L/h/kg] ~ {float(np.sqrt(omega[0]))!r}
-Vkg   = {theta[1]!r} [L/kg]   ~ {float(np.sqrt(omega[1]))!r}
-APGRF = {1 + theta[2]!r}
+CLkg  = {theta[0]!r} [L/h/kg] ~ variance({omega[0]!r})
+Vkg   = {theta[1]!r} [L/kg]   ~ variance({omega[1]!r})
+TH3   = {theta[2]!r} in (-0.99, inf)
 CL = CLkg * WGT
-V  = Vkg * WGT * where(APGR < 5, APGRF, 1)
+V  = Vkg * WGT * where(APGR < 5, 1 + TH3, 1)
 d/dt(central) = -CL / V * central
 conc = central / V
 conc ~ proportional({float(np.sqrt(sigma))!r})
@@ -121,7 +121,7 @@ def test_ml_fit_lands_on_nonmems_estimates(pheno_fit):
     (sandwich, as NONMEM's default $COVARIANCE) within 6 %, shrinkage as NONMEM defines it."""
     fit = pheno_fit
     estimates = fit.estimates
-    theta = (estimates["CLkg"], estimates["Vkg"], estimates["APGRF"] - 1)
+    theta = (estimates["CLkg"], estimates["Vkg"], estimates["TH3"])
     omega = (estimates["omega_CLkg"] ** 2, estimates["omega_Vkg"] ** 2)
     sigma = estimates["conc.proportional"] ** 2
     for mine, nonmem, se in zip(theta + omega + (sigma,), NONMEM_THETA + NONMEM_OMEGA + (NONMEM_SIGMA,),
@@ -130,7 +130,7 @@ def test_ml_fit_lands_on_nonmems_estimates(pheno_fit):
     assert NONMEM_OFV - 0.01 < fit.ofv < NONMEM_OFV + 1e-3
     se = fit.standard_errors
     # delta method back to NONMEM's scales: SE(ω²) = 2ω SE(ω), SE(σ²) = 2b SE(b)
-    mine = (se["CLkg"], se["Vkg"], se["APGRF"], 2 * estimates["omega_CLkg"] * se["omega_CLkg"],
+    mine = (se["CLkg"], se["Vkg"], se["TH3"], 2 * estimates["omega_CLkg"] * se["omega_CLkg"],
             2 * estimates["omega_Vkg"] * se["omega_Vkg"], 2 * estimates["conc.proportional"] * se["conc.proportional"])
     np.testing.assert_allclose(mine, NONMEM_SE_THETA + NONMEM_SE_OMEGA + (NONMEM_SE_SIGMA,), rtol=0.06)
     assert fit.shrinkage["CLkg"] == pytest.approx(NONMEM_ETA_SHRINKAGE[0], abs=0.003)
@@ -144,7 +144,7 @@ def test_ml_fit_reports_like_a_population(pheno_fit, pheno_data):
     assert isinstance(fit, kn.PopulationPosterior)
     assert fit.typical["CLkg"] == fit.estimates["CLkg"]
     assert fit.omega[0, 0] == pytest.approx(fit.estimates["omega_CLkg"] ** 2)
-    assert fit.omega[2, 2] == 0.0  # APGRF has no IIV
+    assert fit.omega[2, 2] == 0.0  # TH3 has no IIV
     assert set(fit.sigma) == {"conc.proportional"}
     assert list(fit.etas.columns) == ["eta_CLkg", "eta_Vkg"] and len(fit.etas) == 59
     subject = fit.individuals[1]
@@ -209,6 +209,43 @@ level ~ additive(0.3)
     exact = sum(-2 * multivariate_normal(np.full(3, 10 + np.log(2.0)), covariance).logpdf(group["DV"].to_numpy())
                 for _, group in data.groupby("ID")) - len(data) * np.log(2 * np.pi)
     assert ofv[0] == pytest.approx(exact, abs=1e-6)
+
+
+def test_focei_objective_is_exact_with_correlated_random_effects():
+    """A block Ω (``corr``): level = 10 + log B + t·log C with correlated IIV on B and C is linear in η, so the
+    OFV is −2 log N(y; μ, GΩGᵀ + a²I) − n log 2π with G = [1, t] — and the ML fit, started from
+    ``corr(B, C) = 0``, estimates the covariance (the data were drawn with correlation 0.5)."""
+    model = kn.parse_model("""
+B = 2.0 ~ 0.4
+C = 1.5 ~ 0.3
+corr(B, C) = 0.5
+d/dt(x) = 1
+level = 10 + log(B) + x * log(C)
+level ~ additive(0.3)
+""")
+    omega = np.array([[0.16, 0.06], [0.06, 0.09]])
+    times = np.array([1.0, 2.0, 4.0, 6.0])
+    rng = np.random.default_rng(5)
+    rows = []
+    for subject in range(1, 41):
+        eta = rng.multivariate_normal(np.zeros(2), omega)
+        for time in times:
+            mean = 10 + np.log(2.0) + eta[0] + time * (np.log(1.5) + eta[1])
+            rows.append({"ID": subject, "TIME": time, "DV": mean + 0.3 * rng.standard_normal()})
+    data = pd.DataFrame(rows)
+    objective = FoceObjective(model, all_subjects(model, data, None, "level"), "level")
+    ofv, _ = objective(objective.scales.start[None])
+    design = np.stack([np.ones_like(times), times], axis=1)
+    covariance = design @ omega @ design.T + 0.3**2 * np.eye(len(times))
+    mean = 10 + np.log(2.0) + times * np.log(1.5)
+    exact = sum(-2 * multivariate_normal(mean, covariance).logpdf(group["DV"].to_numpy())
+                for _, group in data.groupby("ID")) - len(data) * np.log(2 * np.pi)
+    assert ofv[0] == pytest.approx(exact, abs=1e-6)
+    fit = kn.fit_population(kn.parse_model(model.spec.text.replace("corr(B, C) = 0.5", "corr(B, C) = 0")),
+                            data, method="ml")
+    assert "corr_B_C" in fit.estimates and 0.2 < fit.estimates["corr_B_C"] < 0.9
+    assert fit.omega[0, 1] == pytest.approx(fit.estimates["corr_B_C"] * fit.estimates["omega_B"]
+                                            * fit.estimates["omega_C"])
 
 
 def test_method_errors_are_one_sentence():

@@ -115,7 +115,13 @@ class Scales:
             self.bounds.append((float(low), float(high)))
         self.parameters = tuple(parameters)
         self.n_parameters = len(parameters)
-        self._blocks(omega[np.ix_(self.random, self.random)])
+        # a block of Ω is what ``corr`` lines join (even a correlation of 0 starts an estimated covariance)
+        linked = np.abs(omega[np.ix_(self.random, self.random)]) > 0
+        position = {name: r for r, name in enumerate(self.random_names)}
+        for first, second in getattr(model.spec, "correlations", {}):
+            if first in position and second in position:
+                linked[position[first], position[second]] = linked[position[second], position[first]] = True
+        self._blocks(linked)
         self.error_names = [f"{output}.{name}" for name in error_names]
         self.names = (list(parameters) + [f"omega_{name}" for name in self.random_names]
                       + [f"corr_{self.random_names[i]}_{self.random_names[j]}" for i, j in self.correlated]
@@ -134,11 +140,10 @@ class Scales:
         return np.concatenate([free, np.log(np.diag(factor)), factor[self.lower[0], self.lower[1]],
                                np.log(np.asarray(error_values, dtype=float))])
 
-    def _blocks(self, omega: np.ndarray) -> None:
-        """Order the IIV parameters block by block (connected by non-zero covariances) and list the
+    def _blocks(self, linked: np.ndarray) -> None:
+        """Order the IIV parameters block by block (connected by ``linked``, (r, r) bool) and list the
         Cholesky entries below the diagonal that are free: those within a block."""
-        r = omega.shape[0]
-        linked = np.abs(omega) > 0
+        r = linked.shape[0]
         block = -np.ones(r, dtype=int)
         for start in range(r):
             if block[start] >= 0:
