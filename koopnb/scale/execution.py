@@ -20,6 +20,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -99,27 +100,19 @@ def _run_batch(work, shared, batch: list) -> list[dict]:
 
 
 def _is_client(client) -> bool:
-    try:
-        from distributed import Client
-    except ImportError:  # pragma: no cover - dask[distributed] is a dependency
-        return False
+    from distributed import Client
+
     return isinstance(client, Client)
 
 
-class _local_client:
+@contextmanager
+def _local_client():
     """A LocalCluster of single-threaded worker processes on 127.0.0.1, one per core, for one call."""
+    from distributed import Client, LocalCluster
 
-    def __enter__(self):
-        from distributed import Client, LocalCluster
-
-        self.cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                    host="127.0.0.1", dashboard_address=None)
-        self.client = Client(self.cluster)
-        return self.client
-
-    def __exit__(self, *exc) -> None:
-        self.client.close()
-        self.cluster.close()
+    with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
 
 
 def checked_seed(seed) -> int:
