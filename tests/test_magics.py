@@ -1,11 +1,14 @@
 """The IPython magics, driven through a real InteractiveShell: what they bind, what they display, and that
 every user mistake is one UsageError paragraph without a traceback."""
 
+import string
 import warnings
 
 import numpy as np
 import pytest
 import scipy.stats
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -354,3 +357,64 @@ def test_running_out_of_memory_is_one_line(shell, theo, monkeypatch):
     monkeypatch.setattr(koopnb.jupyter.magics, "expectation", exhausted)
     result, captured = run(shell, '%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)"')
     assert_one_line_error(result, captured, "this needs more memory than the machine has")
+
+
+# ---------------------------------------------------------------------------------------------- any invocation
+GARBAGE = st.text(alphabet=string.ascii_letters + " .,:;=()[]'-+*/%#!@$^&|<>?~`\\", max_size=10)
+
+
+def _values(*examples):
+    """A value of an option: a plausible one (good or bad), or garbage."""
+    return st.one_of(st.sampled_from(examples), GARBAGE)
+
+
+OPTION_VALUES = {
+    "pkexpect": {"--dist": _values("prior", "patient", "levels", "nowhere"),
+                 "--regimen": _values("320 mg po", "320 mg iv over 1 h q12h x3", "0 mg", "320 mg po q0h", "x3"),
+                 "--metric": _values("auc(0, 24)", "conc(2)", "auc(24, 0)", "conc(-1)", "time_above(0, 24, 5)"),
+                 "--window": _values("80..120", "120..80", "..", "5..5", "nan..", "..1e400", "80.."),
+                 "--method": _values("koopman", "montecarlo", "qmc"), "--n": _values("100", "0", "-3", "1.5"),
+                 "--seed": _values("0", "-1", "1e3"), "--rtol": _values("1e-3", "0", "-1", "nan"),
+                 "--atol": _values("1e-6", "-1", "inf"), "--covariate": _values("WT=70", "WT", "=3"),
+                 "-o": _values("answer", "2x", "a b", "class")},
+    "pkdose": {"--dist": _values("prior", "patient"),
+               "--regimen": _values("320 mg po", "0 mg po", "320 mg po at 100 h"),
+               "--window": _values("auc(0, 24) in 80..120", "auc(0, 24) in 120..80", "80..120", "cmax(0, 24) in ..5"),
+               "--target": _values("auc(0, 24) = 100", "auc(0, 24) = nan", "= 5"),
+               "--bounds": _values("100..1000", "0..10", "..5", "1..1e300"),
+               "--step": _values("25", "0", "nan", "1e-9"), "--method": _values("koopman", "montecarlo"),
+               "--covariate": _values("WT=70"), "-o": _values("best", "1a")},
+    "pkdashboard": {"--dist": _values("prior", "patient"),
+                    "--regimen": _values("320 mg po q24h x3", "0 mg po", "320 mg po at 100 h"),
+                    "--metric": _values("auc(0, 24)", "cmin(0, 72)", "auc(24, 0)"),
+                    "--window": _values("80..120", "120..80", "..5", "5..5", "1e300.."), "--covariate": _values("X=1")},
+    "pkfit": {"--regimen": _values("320 mg po", "xx", "320 mg po at 10 h"), "--id": _values("1", "abc"),
+              "--steps": _values("0", "-5", "x"), "--walkers": _values("7", "0", "1.5"), "--seed": _values("1", "-1"),
+              "--covariate": _values("WT=1", "WT"), "-o": _values("fit", "9")},
+}
+REQUIRED = {"pkexpect": ["--regimen", "--metric"], "pkdose": ["--regimen", "--window"],
+            "pkdashboard": ["--regimen", "--metric"], "pkfit": ["--regimen"]}
+
+
+@st.composite
+def invocations(draw):
+    """A line magic with its required options (mostly) and up to four others, each value good, bad or garbage."""
+    magic = draw(st.sampled_from(sorted(OPTION_VALUES)))
+    others = sorted(set(OPTION_VALUES[magic]) - set(REQUIRED[magic]))
+    chosen = [option for option in REQUIRED[magic] if draw(st.integers(0, 9))]
+    chosen += draw(st.lists(st.sampled_from(others), unique=True, max_size=4))
+    words = [f"%{magic}", "theo", *(["levels"] if magic == "pkfit" else [])]
+    for option in chosen:
+        words += [option, '"' + draw(OPTION_VALUES[magic][option]).replace('"', "'") + '"']
+    return " ".join(words)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(line=invocations())
+def test_any_invocation_succeeds_or_is_one_usage_error(shell, theo, line):
+    shell.user_ns["patient"] = kn.MvLogNormal({"CL": 2.8}, [[0.09]])
+    shell.user_ns["levels"] = (np.array([1.0, 4.0, 12.0]), np.array([9.0, 8.0, 6.0]))
+    result, captured = run(shell, line)
+    text = captured.stdout + captured.stderr
+    assert result.error_in_exec is None or isinstance(result.error_in_exec, UsageError), (line, result.error_in_exec)
+    assert "Traceback" not in text, (line, text)
