@@ -178,12 +178,18 @@ NLMIXR2 = {"ka": 1.594, "CL": 2.751, "V": 31.81, "conc.additive": 0.6947}
 NLMIXR2_CV = {"ka": 0.7000, "CL": 0.2680, "V": 0.1388}
 
 
-def test_theophylline_ml_fit_matches_nlmixr2():
+def test_theophylline_ml_fit_matches_nlmixr2(tmp_path):
     fit = kn.fit_population(kn.parse_model(THEOPHYLLINE), kn.datasets.theophylline(), method="ml")
     for name, value in NLMIXR2.items():
         assert fit.estimates[name] == pytest.approx(value, rel=0.02), name
     for name, cv in NLMIXR2_CV.items():
         assert np.sqrt(np.expm1(fit.estimates[f"omega_{name}"] ** 2)) == pytest.approx(cv, rel=0.02), name
+    bundle = fit._repr_mimebundle_()
+    assert "OFV 116.8" in bundle["text/plain"] and "RSE%" in bundle["text/html"]
+    path = tmp_path / "theophylline_ml.npz"
+    fit.save(path)
+    again = kn.PopulationPosterior.load(path)
+    assert again.typical == pytest.approx(fit.typical) and again.sigma == pytest.approx(fit.sigma)
 
 
 def test_focei_objective_is_exact_for_a_model_linear_in_eta():

@@ -591,6 +591,10 @@ class PopulationEstimate(PopulationPosterior):
         return f"<PopulationEstimate (FOCE-I) of {len(self.individuals)} subjects: OFV {self.ofv:.3f}; " + \
             "; ".join(parts) + ">"
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """text/plain and text/html: estimates, standard errors, OFV (no sampler card: nothing was sampled)."""
+        return {"text/plain": repr(self), "text/html": self._repr_html_()}
+
     def _repr_html_(self) -> str:
         title = f"FOCE-I estimate of {len(self.individuals)} subjects: OFV {self.ofv:.3f}"
         return f"<div class='koopnb-posterior'><b>{title}</b>{self.summary().to_html(float_format='%.4g')}</div>"
