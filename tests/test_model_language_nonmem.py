@@ -326,6 +326,15 @@ def test_the_seven_names_of_the_report_as_parameters_with_iiv():
     ("k = -1 fixed\nd/dt(c) = -sqrt(k)*c\n", 2, 1,
      "'c' is undefined or not a real number once the quantities it uses are written out (a division by zero, the "
      "log of zero or the square root of a negative number)"),
+    ("CL = 2.8\nd/dt(c) = -CL*c\nconc = min(CL, log(min(CL, 0))) + c\n", 3, 16,
+     "this is never a real number (the log or square root of something that cannot be positive), so it cannot be "
+     "used in min()"),
+    ("CL = 2.8\nd/dt(c) = -CL*c\nconc = where(CL > sqrt(min(CL, 0) - 1), 1, 2) + c\n", 3, 19,
+     "this is never a real number (the log or square root of something that cannot be positive), so it cannot be "
+     "used in a comparison"),
+    ("CL = 2.8\nk = -1 fixed\nd/dt(c) = -CL*c\nconc = max(CL, sqrt(k)) + c\n", 4, 1,
+     "'conc' compares or takes the min or max of something that is undefined or not a real number once the "
+     "quantities and constants it uses are written out"),
     ("a = 1\n" * 2001, 2001, 1, "the model has more than the limit of 2,000 statements"),
     ("# " + "x" * 200_000, 1, 200_001, "the model text is longer than the limit of 200,000 characters"),
 ])

@@ -46,8 +46,8 @@ def substitute_derived(spec: ModelSpec) -> dict[str, sp.Expr]:
     resolved: dict[str, sp.Expr] = {}
     for name in graphlib.TopologicalSorter(uses).static_order():
         expr = spec.derived[name]
-        value = expr.xreplace({s: resolved[s.name] for s in expr.free_symbols if s.name in resolved})
-        resolved[name] = _checked(spec, name, value.xreplace(constants))
+        derived = {s: resolved[s.name] for s in expr.free_symbols if s.name in resolved}
+        resolved[name] = _checked(spec, name, _replaced(spec, name, expr, derived, constants))
     return resolved
 
 
@@ -59,8 +59,22 @@ def expand(spec: ModelSpec, expr: sp.Expr, resolved: dict[str, sp.Expr], what: s
     """
     constants = {symbol(name): sp.Float(value) for name, value in spec.constants.items()}
     derived = {symbol(name): value for name, value in resolved.items()}
-    value = expr.xreplace(derived).xreplace(constants)
+    value = _replaced(spec, what, expr, derived, constants)
     return value if what is None else _checked(spec, what, value)
+
+
+def _replaced(spec: ModelSpec, what: str | None, expr: sp.Expr, *replacements: dict) -> sp.Expr:
+    """``expr`` after each replacement in turn; sympy refuses min, max or a comparison of what becomes
+    non-real (``min(CL, log(k))`` with ``k = 0 fixed``), and that is the user's ModelError."""
+    try:
+        for replacement in replacements:
+            expr = expr.xreplace(replacement)
+    except (ValueError, TypeError):
+        line = spec.lines.get(what, spec.dose.line if spec.dose else None)
+        label = f"'{what}'" if what in spec.lines else f"the {what or 'expression'}"
+        raise ModelError(f"{label} compares or takes the min or max of something that is undefined or not a real "
+                         "number once the quantities and constants it uses are written out", line, 1) from None
+    return expr
 
 
 def _checked(spec: ModelSpec, what: str, expr: sp.Expr) -> sp.Expr:

@@ -650,10 +650,9 @@ class _ExpressionBuilder:
         if name == "where":
             condition = self._condition(node.args[0])
             return sp.Piecewise((self.build(node.args[1]), condition), (self.build(node.args[2]), True))
-        arguments = [self.build(argument) for argument in node.args]
         if name in _UNARY_FUNCTIONS:
-            return _UNARY_FUNCTIONS[name](arguments[0])
-        return _VARIADIC_FUNCTIONS[name](*arguments)
+            return _UNARY_FUNCTIONS[name](self.build(node.args[0]))
+        return _VARIADIC_FUNCTIONS[name](*(self._comparable(argument, f"{name}()") for argument in node.args))
 
     def _condition(self, node: ast.expr) -> sp.Basic:
         if not isinstance(node, ast.Compare):
@@ -663,7 +662,16 @@ class _ExpressionBuilder:
             raise self.statement.error("chained comparisons such as 'a < b < c' are not supported; "
                                        "nest where() instead", self.source.origin[operator])
         compare = _COMPARISONS[type(node.ops[0])]
-        return compare(self.build(node.left), self.build(node.comparators[0]))
+        left, right = (self._comparable(side, "a comparison") for side in (node.left, node.comparators[0]))
+        return compare(left, right)
+
+    def _comparable(self, node: ast.expr, where: str) -> sp.Expr:
+        """An operand of min, max or a comparison: sympy refuses one that can never be real, and so do we."""
+        value = self.build(node)
+        if value.is_extended_real is False:
+            raise self._error(node, f"this is never a real number (the log or square root of something that cannot "
+                                    f"be positive), so it cannot be used in {where}")
+        return value
 
     def _where(self, node: ast.expr) -> tuple[int, int]:
         return self.statement.at(self.source.origin[node.col_offset])
