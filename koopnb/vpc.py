@@ -147,6 +147,8 @@ def _observations(subjects: list[Subject], bins: int | None) -> pd.DataFrame:
     if count < 1:
         raise KoopnbError(f"bins must be at least 1, not {bins}")
     edges = np.unique(np.quantile(table["TIME"], np.linspace(0, 1, count + 1)))
+    if edges.size == 1:  # every observation at one time: one bin
+        edges = np.repeat(edges, 2)
     table["BIN"] = np.clip(np.searchsorted(edges, table["TIME"], side="right") - 1, 0, len(edges) - 2)
     table.attrs["edges"] = edges
     return table

@@ -170,10 +170,11 @@ conc = central / V
 conc ~ additive(0.7)
 dose depot
 """
-# nlmixr2's FOCEi fit of theo_sd (12 subjects, 132 concentrations, time-0 samples included) with this model and
-# initial estimates: the nlmixr2 vignette "Modifying nlmixr2 models by piping" (the same reference as
-# tests/test_population.py): ka 1.594 /h, CL 2.751 L/h, V 31.81 L, add.sd 0.6947 mg/L, BSV 70.00 / 26.80 /
-# 13.88 CV% (omega² = ln(1 + CV²)).
+# nlmixr2's FOCEi fit of theo_sd (12 subjects, 132 concentrations, time-0 samples included) with this model (the
+# one.compartment model of the nlmixr vignette "Changing models via piping",
+# https://rdrr.io/github/nlmixrdevelopment/nlmixr.examples/f/vignettes/modelPiping.Rmd, whose printed fit is
+# the source): ka 1.594 /h, CL 2.751 L/h, V 31.81 L, add.sd 0.6947 mg/L, BSV 70.00 / 26.80 / 13.88 CV%
+# (omega² = ln(1 + CV²)).  The same numbers as tests/test_population.py, transcribed there.
 NLMIXR2 = {"ka": 1.594, "CL": 2.751, "V": 31.81, "conc.additive": 0.6947}
 NLMIXR2_CV = {"ka": 0.7000, "CL": 0.2680, "V": 0.1388}
 

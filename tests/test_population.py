@@ -57,6 +57,9 @@ def test_mode_agrees_with_the_published_focei_estimates(population):
         assert population.map[name] == pytest.approx(PUBLISHED[name], rel=0.02), name
     for name in ("omega_ka", "omega_CL", "omega_V"):
         assert population.map[name] == pytest.approx(PUBLISHED[name], rel=0.12), name
+    # .ofv is NONMEM's FOCE-I objective at the mode: never below the maximum-likelihood minimum, and close to it
+    ml = fit_population(population.model, kn.datasets.theophylline(), method="ml")
+    assert ml.ofv - 1e-6 <= population.ofv < ml.ofv + 2.0
 
 
 @pytest.mark.slow
