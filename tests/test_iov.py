@@ -194,3 +194,17 @@ def test_population_marginal_with_iov_is_exact_for_a_linear_gaussian_model():
         point = np.log([[v, omega, kappa, sigma]])
         np.testing.assert_allclose(problem.marginal(point), [_exact_marginal(table, v, omega, kappa, sigma)],
                                    rtol=0, atol=1e-4)
+
+
+def test_a_new_patient_of_a_population_with_iov_is_drawn_on_one_occasion():
+    """PopulationPosterior.to_distribution: log V of a new patient has variance omega² + kappa²."""
+    from koopnb.inference.posterior import PopulationPosterior
+
+    model = kn.parse_model(SCALE_IOV)
+    names = ["V", "omega_V", "iov_V", "conc.sigma"]
+    draws = np.broadcast_to(np.array([30.0, 0.2, 0.15, 0.1]), (500, 8, 4))
+    population = PopulationPosterior(names, draws, np.zeros((500, 8)), dict(zip(names, draws[0, 0], strict=True)),
+                                     {}, model, "conc", {}, {"V": 0.0})
+    variance = population.to_distribution(n=20000, seed=4).covariance[0, 0]
+    assert abs(variance - (0.2**2 + 0.15**2)) < 4 * 0.0625 * np.sqrt(2 / 20000)
+    assert population.to_model().iov == {"V": 0.15}

@@ -44,7 +44,9 @@ class Posterior(_Displayed):
     ``draws`` is (n_draws, n_walkers, k) on the natural scale; ``samples`` flattens it to a dict
     name -> (n_draws·n_walkers,).  ``map`` is the posterior mode.  ``diagnostics`` holds the mean
     acceptance fraction, the autocorrelation time τ (steps) and effective sample size per parameter,
-    the burn-in and the number of steps.
+    the burn-in and the number of steps.  With inter-occasion variability the draws also hold each
+    occasion's random effect of each IOV parameter, ``kappa_NAME_occLABEL`` (on the log scale: the
+    parameter on that occasion is NAME · exp(κ)).
     """
 
     def __init__(self, names, draws: np.ndarray, log_density: np.ndarray, map: dict[str, float],
@@ -163,7 +165,8 @@ class PopulationPosterior(_Displayed):
     """Draws of the population: typical values, IIV (omega, SD of the log) and residual error.
 
     Sample names: each parameter name for its typical value, ``omega_NAME`` for its IIV (parameters
-    with IIV only), ``OUTPUT.additive`` / ``.proportional`` / ``.sigma`` for the residual error.
+    with IIV only), ``iov_NAME`` for its inter-occasion variability (SD of the log, parameters with IOV
+    only), ``OUTPUT.additive`` / ``.proportional`` / ``.sigma`` for the residual error.
     ``typical``, ``omega`` (covariance of the log-parameters in ``model.parameters`` order, like
     ``Model.omega``) and ``sigma`` are posterior medians; ``individuals`` maps each subject ID to a
     :class:`Posterior` of that subject's parameters; ``shrinkage`` is the η-shrinkage (SD) at the mode;
@@ -254,7 +257,8 @@ class PopulationPosterior(_Displayed):
 
     def to_distribution(self, kind: str = "lognormal", n: int = 4000, seed=0):
         """The distribution of a new patient's parameters (with IIV), population uncertainty included:
-        for each population draw, one patient drawn from it; then a log-normal fitted to those, or a KDE."""
+        for each population draw, one patient drawn from it; then a log-normal fitted to those, or a KDE.
+        With inter-occasion variability the patient is drawn on one occasion: IIV and IOV (``iov_NAME``) both."""
         samples = self.samples
         size = len(samples[self.names[0]])
         rng = np.random.default_rng(seed)
@@ -263,6 +267,8 @@ class PopulationPosterior(_Displayed):
         for name in self.model.parameters:
             if f"omega_{name}" in samples:
                 log_value = np.log(samples[name][pick]) + samples[f"omega_{name}"][pick] * rng.standard_normal(n)
+                if f"iov_{name}" in samples:
+                    log_value += samples[f"iov_{name}"][pick] * rng.standard_normal(n)
                 patient[name] = np.exp(log_value)
         return _distribution(patient, kind)
 

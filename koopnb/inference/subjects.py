@@ -192,12 +192,13 @@ def _covariates(model, from_table, given, who: str, rule: str) -> dict[str, floa
     nothing is reduced to one value.
     """
     histories: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for source, from_user in ((from_table, False), (given, True)):
-        for name, (times, values) in _histories(source, who).items():
-            if name in model.covariates:
-                histories[name] = (times, values)
-            elif from_user:
-                raise FitError(_unknown_covariate(name, model))
+    if given is not None:
+        names = [c for c in given.columns if c != "TIME"] if isinstance(given, pd.DataFrame) else list(given)
+        unknown = [name for name in names if name not in model.covariates]
+        if unknown:
+            raise FitError(_unknown_covariate(unknown[0], model))
+    for source in (from_table, given):  # the table's other columns (text ones too) are not the model's concern
+        histories.update(_histories(source, who, tuple(model.covariates)))
     for name in model.covariates:
         if name not in histories:
             raise FitError(f"covariate {name!r} of the model has no value for {who}: add a {name} column to the "
@@ -219,8 +220,9 @@ def _covariates(model, from_table, given, who: str, rule: str) -> dict[str, floa
     return pd.DataFrame({"TIME": times, **columns})
 
 
-def _histories(source, who: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """name -> (times (m,), values (m,)) of a dict of constants or a DataFrame history, checked."""
+def _histories(source, who: str, names: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (times (m,), values (m,)) of the covariates ``names`` in a dict of constants or a DataFrame
+    history, checked."""
     if source is None:
         return {}
     if isinstance(source, pd.DataFrame):
@@ -229,9 +231,10 @@ def _histories(source, who: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         times = pd.to_numeric(source["TIME"], errors="coerce").to_numpy(dtype=float)
         if not np.all(np.isfinite(times)) or np.any(np.diff(times) < 0):
             raise DataError(f"the covariate history of {who} needs finite times in increasing order", column="TIME")
-        items = [(name, source[name].to_numpy(), times) for name in source.columns if name != "TIME"]
+        items = [(name, source[name].to_numpy(), times) for name in source.columns if name in names]
     else:
-        items = [(name, np.array([value], dtype=object), np.zeros(1)) for name, value in dict(source).items()]
+        items = [(name, np.array([value], dtype=object), np.zeros(1)) for name, value in dict(source).items()
+                 if name in names]
     found = {}
     for name, raw, times in items:
         try:
