@@ -205,6 +205,21 @@ def test_non_finite_numbers_are_refused(saved, array):
         Posterior.load(saved)
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda h: h.update(names=["ka", "CL", "V", "omega_ka", "omega_CL", "omega_V", "V2"]),
+     "'V2' is not a parameter of the stored model"),
+    (lambda h: h.update(names=["ka", "CL", "omega_Q", "omega_ka", "omega_CL", "omega_V", "conc.additive"]),
+     "the population draws have no typical value of 'V'"),
+    (lambda h: h.update(shrinkage={"ka": 0.1}), r"'shrinkage' names \['ka'\], not the parameters with IIV"),
+])
+def test_population_names_must_fit_the_model(tmp_path, population, change, message):
+    path = tmp_path / "population.npz"
+    population.save(path)
+    rewrite(path, lambda arrays, header: (change(header), header.update(map=dict.fromkeys(header["names"], 1.0))))
+    with pytest.raises(FitError, match=message):
+        PopulationPosterior.load(path)
+
+
 def test_nan_in_a_subject_of_a_population_file_names_the_subject(tmp_path, population):
     path = tmp_path / "population.npz"
     population.save(path)

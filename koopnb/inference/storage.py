@@ -374,6 +374,18 @@ def check_names_in_model(header: Mapping, parameters, outputs, path: str, indivi
         # An occasion's random effect is sampled as kappa_NAME_occLABEL (koopnb.inference.subjects.kappa_name).
         unknown += [name for name in [*header["names"], *header["fixed"]] if name not in parameters
                     and not any(name.startswith(kappa_name(p, "")) for p in parameters)]
+    else:
+        # Population sample names: every parameter's typical value, omega_NAME / iov_NAME of parameters, and
+        # OUTPUT.additive / .proportional / .sigma (koopnb.inference.population).
+        names = header["names"]
+        unknown += [name for name in names if name not in parameters and not name.startswith(f"{header['output']}.")
+                    and not (name.startswith(("omega_", "iov_")) and name.split("_", 1)[1] in parameters)]
+        missing = [name for name in parameters if name not in names]
+        if missing:
+            where.fail(f"the population draws have no typical value of {missing[0]!r}")
+        omegas = {name[6:] for name in names if name.startswith("omega_")}
+        if set(header["shrinkage"]) != omegas:
+            where.fail(f"'shrinkage' names {sorted(header['shrinkage'])}, not the parameters with IIV {sorted(omegas)}")
     if unknown:
         where.fail(f"parameter {unknown[0]!r} is not a parameter of the stored model")
     for name in [header["output"], *header["errors"]]:
