@@ -205,3 +205,10 @@ def test_saving_a_history_keeps_it(model, tmp_path):
     assert again.subject.regimen == posterior.subject.regimen
     assert again.subject.covariate_interpolation == posterior.subject.covariate_interpolation
     np.testing.assert_array_equal(again.draws, posterior.draws)
+
+
+def test_text_columns_the_model_does_not_use_do_not_stop_a_fit(model):
+    """A real TDM table carries text covariates (nlme's Quinidine: Race, Smoke, Heart); only the model's are read."""
+    table = _table().assign(RACE="Caucasian", HEART="Moderate")
+    subject = one_subject(model, table, None, None, None, "conc")
+    assert list(subject.covariates.columns) == ["TIME", "CRCL"]
