@@ -581,15 +581,22 @@ class _ExpressionBuilder:
             self.depth -= 1
 
     def _chain(self, node: ast.BinOp) -> sp.Expr:
-        """``a + b - c * d ...``: the left spine of same-precedence-or-tighter operators, iteratively."""
+        """``a + b - c * d ...``: the left spine of the syntax tree, iteratively, one sympy Add or Mul per run
+        of ``+ -`` or ``* /`` (a 1,000-term sum is one Add, not 1,000 growing ones)."""
         spine = []
         while isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
             spine.append(node)
             node = node.left
-        value = self.build(node)
-        for step in reversed(spine):
-            value = self._checked(step, _ARITHMETIC[type(step.op)](value, self.build(step.right)))
-        return value
+        operands = [self.build(node)]
+        additive = isinstance(spine[-1].op, ast.Add | ast.Sub)
+        for i, step in enumerate(reversed(spine)):
+            if isinstance(step.op, ast.Add | ast.Sub) != additive:
+                operands = [self._checked(spine[len(spine) - i], _combine(operands, additive))]
+                additive = not additive
+            right = self.build(step.right)
+            operands.append(-right if isinstance(step.op, ast.Sub) else 1 / right if isinstance(step.op, ast.Div)
+                            else right)
+        return self._checked(spine[0], _combine(operands, additive))
 
     def _checked(self, node: ast.expr, value: sp.Expr) -> sp.Expr:
         """``value`` if it is finite; sympy folds numbers (``c*1e308*10``), so coefficients are checked too."""
@@ -678,6 +685,11 @@ class _ExpressionBuilder:
 
     def _error(self, node: ast.expr, message: str) -> ModelError:
         return ModelError(message, *self._where(node))
+
+
+def _combine(operands: list[sp.Expr], additive: bool) -> sp.Expr:
+    """The sum or product of ``operands`` in one sympy call."""
+    return sp.Add(*operands) if additive else sp.Mul(*operands)
 
 
 def is_float64(number: sp.Expr) -> bool:
