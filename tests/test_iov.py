@@ -136,6 +136,9 @@ def test_occasions_from_an_occ_column_equal_occasions_at_each_dose(model):
         one_subject(model, table.assign(OCC=[1, 1, 1, 2, 2, 2, 1, 1]), None, None, None, "conc")
     with pytest.raises(FitError, match="occasions must be None"):
         one_subject(model, table, None, None, None, "conc", occasions="visit")
+    without_iov = kn.parse_model(MODEL.replace(" iov 0.25", ""))
+    with pytest.raises(FitError, match="the model has no inter-occasion variability"):
+        one_subject(without_iov, table, None, None, None, "conc", occasions="dose")
 
 
 # ---------------------------------------------------------------- the population likelihood with IOV

@@ -136,6 +136,9 @@ def _occasions(model, rows: pd.DataFrame | None, occasions: str | None, regimen:
         raise FitError(f"occasions must be None (the OCC column of the data, if any) or 'dose' (a new occasion at "
                        f"each dose), not {occasions!r}")
     if not iov_of(model):
+        if occasions == "dose":
+            raise FitError("occasions='dose' asks for occasions, but the model has no inter-occasion variability "
+                           "(write e.g. 'CL = 2.8 ~ 27% iov 12%')")
         return None
     who = f"subject {plain(subject)}" if subject is not None else "the patient"
     if occasions == "dose":
