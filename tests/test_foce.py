@@ -113,6 +113,12 @@ def test_residual_table_matches_nonmems_table(at_nonmem):
     np.testing.assert_allclose(table["IPRED"], nonmem["IPRED"], rtol=6e-5)
     np.testing.assert_allclose(table["CWRES"], nonmem["CWRES"], atol=2e-4)
     np.testing.assert_allclose(table["RES"], table["DV"] - table["PRED"])
+    # NONMEM's NPDE is simulated (ESAMPLE=300: standard error about 0.07 near 0, 0.16 at ±2); koopnb's is
+    # integrated, so they agree to that noise
+    difference = np.abs(table["NPDE"] - nonmem["NPDE"])
+    assert difference.mean() < 0.12 and difference.max() < 0.7
+    assert np.corrcoef(table["NPDE"], nonmem["NPDE"])[0, 1] > 0.98
+    assert table.attrs["npde_error"] < 1e-4
     assert list(table.columns[-2:]) == ["ETA_CLkg", "ETA_Vkg"]
 
 
@@ -248,6 +254,12 @@ level ~ additive(0.3)
     exact = sum(-2 * multivariate_normal(mean, covariance).logpdf(group["DV"].to_numpy())
                 for _, group in data.groupby("ID")) - len(data) * np.log(2 * np.pi)
     assert ofv[0] == pytest.approx(exact, abs=1e-6)
+    # the predictive distribution is Gaussian, so NPDE = Cov^(-1/2)(y − μ) exactly (symmetric square root)
+    eigenvalues, vectors = np.linalg.eigh(covariance)
+    root = vectors @ np.diag(eigenvalues**-0.5) @ vectors.T
+    exact_npde = np.concatenate([root @ (group["DV"].to_numpy() - mean) for _, group in data.groupby("ID")])
+    table = residuals_at(objective, objective.scales.start)
+    np.testing.assert_allclose(table["NPDE"], exact_npde, atol=1e-6)
     fit = kn.fit_population(kn.parse_model(model.spec.text.replace("corr(B, C) = 0.5", "corr(B, C) = 0")),
                             data, method="ml")
     assert "corr_B_C" in fit.estimates and 0.2 < fit.estimates["corr_B_C"] < 0.9

@@ -526,9 +526,10 @@ class PopulationEstimate(PopulationPosterior):
         individuals = self._individuals(objective, individual_draws, rng)
         super().__init__(names, natural[None, None, :], np.array([[-0.5 * ofv]]), dict(self.estimates),
                          diagnostics, objective.model, objective.output, individuals, shrinkage, ofv=ofv)
-        from koopnb.inference.diagnostics import residuals
+        from koopnb.inference.diagnostics import residuals_at
 
-        self.epsilon_shrinkage = float(1 - np.sqrt(np.nanmean(residuals(self)["IWRES"].to_numpy() ** 2)))
+        iwres = residuals_at(objective, x, npde=False)["IWRES"].to_numpy()
+        self.epsilon_shrinkage = float(1 - np.sqrt(np.nanmean(iwres**2)))
 
     @property
     def standard_errors(self) -> dict[str, float]:
