@@ -35,6 +35,8 @@ from koopnb.model import Model, parse_model
 from koopnb.optimize import optimize_dose
 from koopnb.regimen import Regimen
 
+MODEL_ERROR_MIME_TYPE = "application/vnd.koopnb.model-error+json"
+
 
 # -- option types (argparse shows their messages as "argument --seed: ...") ------------------------
 def _at_least(least: int):
@@ -81,7 +83,11 @@ class KoopnbMagics(Magics):
         try:
             model = parse_model(cell, name=args.name)
         except ModelError as error:
-            raise UsageError(self._as_the_editor_numbers(error, cell, args.name)) from None
+            located, source = self._as_the_editor_numbers(error, cell, args.name)
+            if located.line is not None:
+                # For the JupyterLab extension, which underlines the place in the cell's editor.
+                display(model_error_bundle(located), raw=True)
+            raise UsageError(model_error_text(located, source)) from None
         except KoopnbError as error:
             raise UsageError(str(error)) from None
         self.shell.user_ns[args.name] = model
@@ -232,10 +238,11 @@ class KoopnbMagics(Magics):
         magic before calling it, but the editor numbers them)."""
         self._typed_cell = getattr(info, "raw_cell", None)
 
-    def _as_the_editor_numbers(self, error: ModelError, body: str, name: str) -> str:
-        """The model error located as the editor numbers lines: the body is parsed again below blank lines
-        standing for the magic line (and blank lines above it, which IPython drops), so that every line number
-        the parser writes — where the error is, and any "defined on line N" in its message — is the editor's."""
+    def _as_the_editor_numbers(self, error: ModelError, body: str, name: str) -> tuple[ModelError, str]:
+        """The model error located as the editor numbers lines, and the source it was located in: the body is
+        parsed again below blank lines standing for the magic line (and blank lines above it, which IPython
+        drops), so that every line number the parser writes — where the error is, and any "defined on line N"
+        in its message — is the editor's."""
         typed = getattr(self, "_typed_cell", None) or ""
         above, magic, _ = typed.partition("%%pkmodel")
         source = "\n" * (above.count("\n") + 1 if magic and not above.strip() else 1) + body
@@ -243,7 +250,7 @@ class KoopnbMagics(Magics):
             parse_model(source, name=name)
         except ModelError as located:
             error = located
-        return model_error_text(error, source)
+        return error, source
 
     # -- the user namespace ---------------------------------------------------------------------------
     def _variable(self, name: str, what: str):
@@ -314,6 +321,14 @@ def user_errors() -> Iterator[None]:
         if error.filename is None:
             raise UsageError(str(error)) from None
         raise UsageError(f"cannot read {error.filename!r}: {error.strerror}") from None
+
+
+def model_error_bundle(error: ModelError) -> dict[str, object]:
+    """A display bundle locating a model error for the JupyterLab extension (``extension/src/errors``):
+    ``{line, column, message}`` with 1-based line and column of the cell as the editor shows it. The empty
+    text/plain keeps other front ends quiet; they show the UsageError text alone."""
+    payload = {"line": error.line, "column": error.column or 1, "message": error.message}
+    return {MODEL_ERROR_MIME_TYPE: payload, "text/plain": ""}
 
 
 def model_error_text(error: ModelError, source: str) -> str:
