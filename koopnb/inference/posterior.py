@@ -217,21 +217,7 @@ class PopulationPosterior(_Displayed):
                 for name, values in self.samples.items()}
 
     def table(self) -> pd.DataFrame:
-        """One row per observation: ID, TIME, DV, PRED, IPRED, RES, IWRES, CWRES, BLQ and each subject's η
-        (koopnb.inference.diagnostics; an emcee fit is evaluated at its posterior medians)."""
-        from koopnb.inference.diagnostics import residuals
-
-        return residuals(self)
-
-    @property
-    def standard_errors(self) -> dict[str, float]:
-        """Posterior standard deviation of each population quantity (the Bayesian counterpart of a standard
-        error; a FOCE-I fit reports the sandwich standard errors instead)."""
-        return {name: float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
-                for name, values in self.samples.items()}
-
-    def table(self) -> pd.DataFrame:
-        """One row per observation: ID, TIME, DV, PRED, IPRED, RES, IWRES, CWRES, BLQ and each subject's η
+        """One row per observation: ID, TIME, DV, PRED, IPRED, RES, IWRES, CWRES, NPDE, BLQ and each subject's η
         (koopnb.inference.diagnostics; an emcee fit is evaluated at its posterior medians)."""
         from koopnb.inference.diagnostics import residuals
 
