@@ -14,7 +14,6 @@ from matplotlib.patches import Patch
 
 from koopnb.errors import KoopnbError
 from koopnb.inference.posterior import PopulationPosterior, Posterior
-from koopnb.inference.simulation import StackedSubjects
 from koopnb.metrics import Target
 from koopnb.optimize import DoseResult
 from koopnb.vpc import VPCResult
