@@ -126,6 +126,30 @@ def test_line_numbers_inside_a_model_error_message_are_the_editors_too(shell):
     assert_one_line_error(result, captured, "line 3, column 1: 'ka' is already defined on line 2")
 
 
+@pytest.mark.parametrize("cell", [
+    "%%pkmodel m\nka = 1.5 ~ 0.6\nCL = 2.8 ~ 0.3\nd/dt(depot) = -ka*depot +\n",
+    "\n\n%%pkmodel m\nka = 1.5 ~ 0.6\nka = 2 ~ 0.1\n",
+])
+def test_pkmodel_error_is_displayed_for_the_editor_at_the_place_the_message_names(shell, cell):
+    # The JupyterLab extension underlines what this bundle locates: it must be the place the text names.
+    result, captured = run(shell, cell)
+    (data,) = bundles(captured)
+    error = data[koopnb.jupyter.magics.MODEL_ERROR_MIME_TYPE]
+    message = str(result.error_in_exec).splitlines()[0]
+    assert message == f"line {error['line']}, column {error['column']}: {error['message']}"
+    assert data["text/plain"] == ""
+
+
+def test_a_model_error_without_a_place_displays_nothing_for_the_editor(shell, monkeypatch):
+    def unplaced(text, name=None):
+        raise kn.ModelError("the model has no observation")
+
+    monkeypatch.setattr(koopnb.jupyter.magics, "parse_model", unplaced)
+    result, captured = run(shell, "%%pkmodel m\nka = 1.5 ~ 0.6\n")
+    assert_one_line_error(result, captured, "the model has no observation")
+    assert bundles(captured) == []
+
+
 def test_pkmodel_needs_a_variable_name(shell):
     result, captured = run(shell, "%%pkmodel 2x\n" + MODEL_CELL)
     assert_one_line_error(result, captured, "variable name")
