@@ -211,13 +211,24 @@ def test_non_finite_numbers_are_refused(saved, array):
     (lambda h: h.update(names=["ka", "CL", "omega_Q", "omega_ka", "omega_CL", "omega_V", "conc.additive"]),
      "the population draws have no typical value of 'V'"),
     (lambda h: h.update(shrinkage={"ka": 0.1}), r"'shrinkage' names \['ka'\], not the parameters with IIV"),
+    (lambda h: h.update(names=["ka", "CL", "V", "omega_ka", "omega_CL", "omega_V", "corr_CL_Q"]),
+     "'corr_CL_Q' is not a parameter of the stored model"),
 ])
 def test_population_names_must_fit_the_model(tmp_path, population, change, message):
+    """(A maximum-likelihood fit with correlated IIV also samples corr_A_B of two parameters.)"""
     path = tmp_path / "population.npz"
     population.save(path)
     rewrite(path, lambda arrays, header: (change(header), header.update(map=dict.fromkeys(header["names"], 1.0))))
     with pytest.raises(FitError, match=message):
         PopulationPosterior.load(path)
+
+
+def test_a_correlation_of_two_parameters_is_a_known_name(tmp_path, population):
+    path = tmp_path / "population.npz"
+    population.save(path)
+    names = ["ka", "CL", "V", "omega_ka", "omega_CL", "omega_V", "corr_CL_V"]
+    rewrite(path, lambda arrays, header: header.update(names=names, map=dict.fromkeys(names, 0.5)))
+    assert PopulationPosterior.load(path).names == tuple(names)
 
 
 def test_nan_in_a_subject_of_a_population_file_names_the_subject(tmp_path, population):

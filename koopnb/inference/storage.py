@@ -375,11 +375,13 @@ def check_names_in_model(header: Mapping, parameters, outputs, path: str, indivi
         unknown += [name for name in [*header["names"], *header["fixed"]] if name not in parameters
                     and not any(name.startswith(kappa_name(p, "")) for p in parameters)]
     else:
-        # Population sample names: every parameter's typical value, omega_NAME / iov_NAME of parameters, and
-        # OUTPUT.additive / .proportional / .sigma (koopnb.inference.population).
+        # Population sample names: every parameter's typical value, omega_NAME / iov_NAME of parameters,
+        # corr_A_B (maximum-likelihood fits with correlated IIV) and OUTPUT.additive / .proportional / .sigma
+        # (koopnb.inference.population, koopnb.inference.foce).
         names = header["names"]
-        unknown += [name for name in names if name not in parameters and not name.startswith(f"{header['output']}.")
-                    and not (name.startswith(("omega_", "iov_")) and name.split("_", 1)[1] in parameters)]
+        known = {*parameters, *(f"{kind}_{p}" for kind in ("omega", "iov") for p in parameters),
+                 *(f"corr_{a}_{b}" for a in parameters for b in parameters if a != b)}
+        unknown += [name for name in names if name not in known and not name.startswith(f"{header['output']}.")]
         missing = [name for name in parameters if name not in names]
         if missing:
             where.fail(f"the population draws have no typical value of {missing[0]!r}")
