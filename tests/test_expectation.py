@@ -248,9 +248,9 @@ def test_truncated_normal_gauss_rules_match_the_moments(mean, sd, low, high):
     finite_low, finite_high = max(low, centre - 200 * scale), min(high, centre + 200 * scale)
     moments = [integrate.quad(lambda x, k=k: ((x - centre) / scale) ** k * density.pdf(x), finite_low, finite_high,
                               epsabs=1e-15, epsrel=1e-12, limit=200)[0] for k in range(12)]
-    for n in (1, 2, 3, 6, 20, 64):
+    for n in (1, 2, 3, 6, 20, 64, 96, 200):
         nodes, weights = family.rule(n)
-        assert np.all((nodes >= low) & (nodes <= high)) and np.all(weights > 0)
+        assert np.all((nodes >= low) & (nodes <= high)) and np.all(weights >= 0)  # far-tail weights underflow
         for k in range(min(2 * n, 12)):
             assert weights @ ((nodes - centre) / scale) ** k == pytest.approx(moments[k], rel=1e-10, abs=1e-11)
 

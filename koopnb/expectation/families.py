@@ -28,17 +28,20 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.special import roots_legendre
 
 from koopnb.distributions import Distribution, Joint, TruncatedNormal, Uniform
+from koopnb.errors import ExpectationError
 from koopnb.expectation.gauss import gauss_hermite
 
-MAX_ORDER = 64
-"""Highest order of a truncated-normal rule (the refinement drivers never ask for more)."""
+BASE_ORDER = 64
+"""Recurrence coefficients are computed for BASE_ORDER · 2^k polynomials, the smallest such count that covers the
+order asked for (the probes never ask for more than 64; refinement past them doubles the count)."""
+MAX_ORDER = 1024
+"""Highest order of a truncated-normal rule."""
 
 PANEL_WIDTH = 0.5
-PANEL_POINTS = 2 * MAX_ORDER
-"""The discretised truncated-normal weight: Gauss–Legendre with PANEL_POINTS points (exact for degree
-4·MAX_ORDER − 1) on each of at least two panels of at most PANEL_WIDTH standard deviations, because the
-Stieltjes procedure needs the inner products of polynomials up to degree 2·MAX_ORDER with the weight to
-rounding; the tests compare the rules' moments with scipy.stats.truncnorm."""
+"""The discretised truncated-normal weight for ``count`` polynomials: Gauss–Legendre with 2·count points (exact for
+degree 4·count − 1) on each of at least two panels of at most PANEL_WIDTH standard deviations, because the
+Stieltjes procedure needs the inner products of polynomials up to degree 2·count with the weight to rounding; the
+tests compare the rules' moments with scipy.stats.truncnorm."""
 
 TAIL_REACH = 12.0
 """Standard deviations kept towards an infinite bound (φ(12)/φ(0) ≈ 5e−32: below double precision)."""
@@ -104,8 +107,12 @@ def truncated_normal(mean: float, sd: float, low: float, high: float) -> Family:
 @lru_cache(maxsize=256)
 def _truncated_normal_standard(a: float, b: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     if n > MAX_ORDER:
-        raise ValueError(f"a truncated-normal Gauss rule of more than {MAX_ORDER} points is not built")
-    alpha, beta = _recurrence(a, b)
+        raise ExpectationError(f"a truncated-normal Gauss rule of more than {MAX_ORDER} points is not built; the "
+                               "integrand is too steep for it, use rule='cubature' or method='qmc'")
+    count = BASE_ORDER
+    while count < n:
+        count *= 2
+    alpha, beta = _recurrence(a, b, count)
     if n == 1:
         return _frozen(alpha[:1].copy(), np.ones(1))
     nodes, vectors = eigh_tridiagonal(alpha[:n], np.sqrt(beta[1:n]))
@@ -114,31 +121,31 @@ def _truncated_normal_standard(a: float, b: float, n: int) -> tuple[np.ndarray, 
 
 
 @lru_cache(maxsize=64)
-def _recurrence(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
-    """Recurrence coefficients (alpha, beta) of the monic orthogonal polynomials of φ on [a, b], MAX_ORDER each.
+def _recurrence(a: float, b: float, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Recurrence coefficients (alpha, beta) of the monic orthogonal polynomials of φ on [a, b], ``count`` each.
 
     Discretised Stieltjes procedure: the weight is replaced by a composite Gauss–Legendre rule (panels of
-    PANEL_WIDTH standard units, PANEL_POINTS each), exact to rounding for the degrees needed; the polynomials are
+    PANEL_WIDTH standard units, 2·count points each), exact to rounding for the degrees needed; the polynomials are
     evaluated at its points (one loop over the degree, vectorised over points) and normalised at every
     step so that nothing overflows.
     """
     lo = a if np.isfinite(a) else min(b, 0.0) - TAIL_REACH
     hi = b if np.isfinite(b) else max(a, 0.0) + TAIL_REACH
     edges = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / PANEL_WIDTH)), 2) + 1)
-    unit_nodes, unit_weights = roots_legendre(PANEL_POINTS)
+    unit_nodes, unit_weights = roots_legendre(2 * count)
     half = 0.5 * np.diff(edges)[:, None]
     x = (0.5 * (edges[:-1] + edges[1:])[:, None] + half * unit_nodes).ravel()
     # relative to the density's largest value on [lo, hi], so that a far truncation (a = 30) does not underflow
     peak = min(max(0.0, lo), hi)
     w = (half * unit_weights).ravel() * np.exp(-0.5 * (x - peak) * (x + peak))
-    alpha, beta = np.empty(MAX_ORDER), np.empty(MAX_ORDER)
+    alpha, beta = np.empty(count), np.empty(count)
     previous, current = np.zeros_like(x), np.ones_like(x)
     norm = beta[0] = w.sum()
-    for k in range(MAX_ORDER):
+    for k in range(count):
         alpha[k] = (w * x * current**2).sum() / norm
         following = (x - alpha[k]) * current - (beta[k] if k else 0.0) * previous
         following_norm = (w * following**2).sum()
-        if k + 1 < MAX_ORDER:
+        if k + 1 < count:
             beta[k + 1] = following_norm / norm
         # p_k and p_{k+1} rescaled by one factor: the recurrence is unchanged and nothing overflows
         scale = np.sqrt(following_norm)
