@@ -211,3 +211,17 @@ def test_a_new_patient_of_a_population_with_iov_is_drawn_on_one_occasion():
     variance = population.to_distribution(n=20000, seed=4).covariance[0, 0]
     assert abs(variance - (0.2**2 + 0.15**2)) < 4 * 0.0625 * np.sqrt(2 / 20000)
     assert population.to_model().iov == {"V": 0.15}
+
+
+@pytest.mark.filterwarnings("ignore::koopnb.inference.ConvergenceWarning")
+def test_a_population_fit_with_iov_runs_through_to_each_patients_forecast():
+    model = kn.parse_model(SCALE_IOV)
+    population = kn.fit_population(model, _occasion_table(), walkers=10, steps=40, seed=1, progress=False,
+                                   individual_draws=50)
+    assert population.names == ("V", "omega_V", "iov_V", "conc.sigma") and np.isnan(population.ofv)
+    patient = population.individuals[2]
+    assert patient.names == ("V", "kappa_V_occ1", "kappa_V_occ2", "kappa_V_occ3")
+    future, past = patient.to_distribution(), patient.to_distribution(occasion=3)
+    assert future.covariance[0, 0] > past.covariance[0, 0]
+    with pytest.raises(FitError, match="no occasion 4"):
+        patient.to_distribution(occasion=4)
