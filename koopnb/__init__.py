@@ -47,11 +47,12 @@ def load_ipython_extension(ipython) -> None:
     load(ipython)
 
 
-def dashboard(model, dist, regimen, metric, window=None, covariates=None):
-    """The interactive dosing panel (ipywidgets): window sliders, dose, interval, live probability and plots."""
+def dashboard(model, dist, regimen, metric, window=None, covariates=None, step=None):
+    """The interactive dosing panel (ipywidgets): dose and window sliders in multiples of ``step``, interval,
+    live probability and plots."""
     from koopnb.jupyter.widgets import dashboard as build
 
-    return build(model, dist, regimen, metric, window, covariates)
+    return build(model, dist, regimen, metric, window, covariates, step)
 
 
 def report(posterior, regimen, target, **options):

@@ -1,12 +1,16 @@
 """The dosing dashboard without a browser: controls drive the readout, the optimiser and the error line;
-the concentration band's weighted quantiles against closed forms."""
+doses in multiples of the step; the concentration band against closed forms and a dense reference; the
+figure's window and fonts; the trailing redraw under a running event loop."""
+
+import asyncio
 
 import numpy as np
 import pytest
 import scipy.stats
 
 import koopnb as kn
-from koopnb.jupyter.widgets import _band_rule, dashboard, weighted_quantiles
+from koopnb.jupyter import widgets
+from koopnb.jupyter.widgets import band_draws, dashboard, default_step, dose_text, round_to_step
 
 THEOPHYLLINE = """
 ka = 1.5  [1/h] ~ 0.6
@@ -49,7 +53,7 @@ def test_initial_readout_matches_a_tight_probability(model, panel):
     assert abs(live.value - exact.value) <= max(3 * live.error, 1e-3)
     assert abs(readout_probability(panel) - live.value) <= live.error + 1e-12
     assert "E[auc(0, 24)]" in panel.readout.value and panel.message.value == ""
-    assert bytes(panel.curve_image.value).startswith(b"\x89PNG")
+    assert bytes(panel.image.value).startswith(b"\x89PNG")
 
 
 def test_moving_the_window_changes_the_probability(panel):
@@ -75,15 +79,48 @@ def test_dose_and_interval_rebuild_the_regimen(panel):
 
 
 def test_optimise_button_shows_the_dose_and_its_probability(panel):
+    figure_before = bytes(panel.image.value)
     panel.optimise.click()
     result = panel.result
     assert isinstance(result, kn.DoseResult) and 80 <= result.dose <= 1280
-    assert "Optimal dose:" in panel.optimum.value and f"{result.dose:.4g}" in panel.optimum.value
-    assert bytes(panel.dose_image.value).startswith(b"\x89PNG")
+    assert result.dose % panel.step == 0 and panel.step == 10.0  # the default step of 320 mg
+    assert f"Optimal dose: {result.dose:.0f} mg" in panel.optimum.value
+    assert "searched multiples of 10 mg from 80 to 1,280 mg" in panel.optimum.value
+    assert "current 320 mg: P = " in panel.optimum.value
+    assert bytes(panel.image.value) != figure_before and panel._figure[0].axes[2].get_visible()
     # the optimum is at least as good as the starting dose
     assert result.objective >= panel.probability_result.value - panel.probability_result.error
     panel.window.value = (70.0, 120.0)
-    assert panel.result is None and "again" in panel.optimum.value
+    assert panel.result is None and "again" in panel.optimum.value and panel.apply.disabled
+
+
+def test_apply_optimum_puts_the_rounded_dose_into_the_slider(model):
+    panel = dashboard(model, model.prior(), "320 mg po q24h x3", "auc(0, 24)", window=(80, 120), step=25)
+    assert (panel.dose.step, panel.dose.min, panel.dose.max) == (25.0, 75.0, 1300.0)
+    assert panel.apply.disabled
+    panel.optimise.click()
+    assert panel.result.dose % 25 == 0 and not panel.apply.disabled
+    panel.apply.click()
+    assert panel.dose.value == panel.result.dose
+    assert f"dose {panel.result.dose:,.0f} mg;" in panel.readout.value
+    exact = kn.probability(kn.Window(kn.AUC(0, 24), 80, 120), model,
+                           kn.Regimen.parse(f"{panel.result.dose:g} mg po q24h x3"), model.prior(), rtol=1e-8)
+    assert abs(panel.probability_result.value - exact.value) <= max(3 * panel.probability_result.error, 1e-3)
+
+
+def test_doses_are_shown_rounded_to_the_step():
+    assert default_step(320) == 10 and default_step(1000) == 50 and default_step(60) == 2.5
+    assert default_step(0.5) == 0.025
+    assert round_to_step(1030.51263333, 25) == 1025 and round_to_step(3, 25) == 25
+    assert dose_text(1025.0, 25, "mg") == "1,025 mg" and dose_text(322.5, 2.5, "mg") == "322.5 mg"
+    assert dose_text(0.075, 0.025) == "0.075"
+
+
+def test_a_bad_step_is_one_sentence(model):
+    with pytest.raises(kn.KoopnbError, match="step must be a positive number"):
+        dashboard(model, model.prior(), "320 mg po", "auc(0, 24)", step=-5)
+    with pytest.raises(kn.KoopnbError, match="larger than 4 times the dose"):
+        dashboard(model, model.prior(), "320 mg po", "auc(0, 24)", step=5000)
 
 
 def test_a_bad_metric_is_shown_in_the_panel(panel):
@@ -96,9 +133,10 @@ def test_a_bad_metric_is_shown_in_the_panel(panel):
     assert panel.window.max < 200  # the slider follows the new metric's scale (mg/L, not mg·h/L)
 
 
-def test_a_bad_dose_is_shown_in_the_panel(panel):
+def test_the_dose_slider_stays_on_positive_doses(panel):
     panel.dose.value = 0.0
-    assert "dose must be positive" in panel.message.value
+    assert panel.dose.value == panel.dose.min == 80.0  # a quarter of 320 mg, a multiple of the step
+    assert "dose 80 mg;" in panel.readout.value and panel.message.value == ""
 
 
 def test_bad_arguments_raise_koopnb_errors(model):
@@ -108,26 +146,63 @@ def test_bad_arguments_raise_koopnb_errors(model):
         dashboard(model, model.prior(), "320 mg po", "aucc(0, 24)")
 
 
-@pytest.mark.parametrize("dim", [1, 2, 3])
-def test_weighted_quantiles_of_the_band_rule_are_symmetric_and_centred(dim):
-    nodes, weights = _band_rule(dim)
-    low, median, high = weighted_quantiles(nodes, weights, (0.05, 0.5, 0.95))
-    np.testing.assert_allclose(median, 0.0, atol=1e-12)
-    np.testing.assert_allclose(low, -high, atol=1e-12)
+def test_band_draws_have_normal_quantiles():
+    """Each coordinate of the Sobol draws is a fine stratified sample of N(0, 1)."""
+    draws = band_draws(3)
+    quantiles = np.quantile(draws, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0, method="hazen")
+    expected = scipy.stats.norm.ppf([0.05, 0.25, 0.5, 0.75, 0.95])[:, None]
+    np.testing.assert_allclose(quantiles, np.broadcast_to(expected, quantiles.shape), atol=0.01)
 
 
-def test_weighted_quantiles_of_a_fine_rule_match_the_normal():
-    nodes, weights = _band_rule(1)
-    quantiles = weighted_quantiles(nodes, weights, (0.05, 0.25, 0.75, 0.95))[:, 0]
-    np.testing.assert_allclose(quantiles, scipy.stats.norm.ppf([0.05, 0.25, 0.75, 0.95]), atol=0.01)
+def test_the_band_is_smooth_and_near_a_dense_reference(model):
+    """Jaggedness shows as kinks: the summed |second differences| of the band, against a 32768-draw band at
+    the same times (the old band, quantiles of 343 Gauss-Hermite nodes, had 3.4-4 times the reference's)."""
+    panel = dashboard(model, model.prior(), "320 mg po q24h x3", "auc(0, 24)", window=(80, 120))
+    times, band = panel.band("conc", panel.current_regimen())
+    assert np.diff(times).max() <= 0.13
+    normal = scipy.stats.norm.ppf(scipy.stats.qmc.Sobol(3, scramble=True, seed=1).random(2**15))
+    curves = model.simulate(model.prior().from_normal(normal), panel.current_regimen(), times)["conc"]
+    reference = np.quantile(curves, (0.05, 0.5, 0.95), axis=0, method="hazen")
+    roughness = np.abs(np.diff(band, 2, axis=1)).sum(axis=1) / np.abs(np.diff(reference, 2, axis=1)).sum(axis=1)
+    assert np.all(roughness <= 1.3), roughness
+    assert np.abs(band - reference).max() <= 0.02 * reference.max()
 
 
-def test_weighted_quantiles_with_uneven_weights_against_numpy():
-    values = np.array([[3.0], [1.0], [2.0], [4.0]])
-    weights = np.array([0.25, 0.25, 0.25, 0.25])
-    # Equal weights: the Hazen positions (i - 0.5)/n, numpy's "hazen" method.
-    expected = np.quantile(values[:, 0], [0.2, 0.5, 0.7], method="hazen")
-    np.testing.assert_allclose(weighted_quantiles(values, weights, (0.2, 0.5, 0.7))[:, 0], expected, rtol=1e-12)
+def test_the_window_is_drawn_where_it_applies(model):
+    auc = dashboard(model, model.prior(), "320 mg po q24h x3", "auc(0, 24)", window=(80, 120))
+    curve, histogram, _ = auc._figure[1]
+    assert [p.get_label() for p in histogram.patches if p.get_label() == "window"] == ["window"]
+    span = next(p for p in histogram.patches if p.get_label() == "window")
+    assert (span.get_x(), span.get_x() + span.get_width()) == (80.0, 120.0)
+    assert "window" not in [p.get_label() for p in curve.patches]  # an AUC window has no place on conc
+    peak = dashboard(model, model.prior(), "320 mg po q24h x3", "cmax(0, 24)", window=(6, 9))
+    curve = peak._figure[1][0]
+    span = next(p for p in curve.patches if p.get_label() == "window")
+    assert (span.get_y(), span.get_y() + span.get_height()) == (6.0, 9.0)
+
+
+def test_the_figure_fonts_are_readable(panel):
+    figure = panel._figure[0]
+    sizes = [text.get_fontsize() for text in figure.findobj(lambda artist: hasattr(artist, "get_fontsize"))
+             if text.get_text()]
+    assert sizes and min(sizes) >= 10
+
+
+def test_the_figure_trails_the_readout_under_an_event_loop(panel, monkeypatch):
+    """In a kernel (a running event loop) each move updates the readout at once; the figure is redrawn once
+    the moves rest, for the last dose."""
+    monkeypatch.setattr(widgets, "FIGURE_REST", 0.05)
+    drawn = []
+    monkeypatch.setattr(panel._trailing, "work", lambda: drawn.append(panel.dose.value))
+
+    async def drag():
+        for dose in (330.0, 340.0, 350.0, 360.0):
+            panel.dose.value = dose
+            assert f"dose {dose:.0f} mg;" in panel.readout.value and drawn == []
+        await asyncio.sleep(0.2)
+
+    asyncio.run(drag())
+    assert drawn == [360.0]
 
 
 def test_concentration_band_matches_the_closed_form():
@@ -135,7 +210,7 @@ def test_concentration_band_matches_the_closed_form():
     the concentration at CL's (1 - q)-quantile."""
     model = kn.parse_model(IV_BOLUS)
     panel = dashboard(model, model.prior(), "100 mg iv", "auc(0, 24)")
-    times, band = panel._band("conc", panel.current_regimen())
+    times, band = panel.band("conc", panel.current_regimen())
     cl = scipy.stats.lognorm(s=0.3, scale=2.8)
     expected = np.array([100 / 31.5 * np.exp(-cl.ppf(1 - q) * times / 31.5) for q in (0.05, 0.5, 0.95)])
     np.testing.assert_allclose(band, expected, rtol=0.01)

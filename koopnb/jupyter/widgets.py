@@ -1,22 +1,30 @@
-"""The interactive dosing dashboard: move the window, the dose or the interval and see the probability.
+"""The interactive dosing dashboard: drag the dose, the window or the interval and see the probability.
 
-``dashboard(model, dist, regimen, metric, window)`` returns a :class:`Dashboard` (an ipywidgets VBox):
+``dashboard(model, dist, regimen, metric, window, step=...)`` returns a :class:`Dashboard` (an ipywidgets VBox):
 
-- controls: metric (text in the metric language), dose (amount of each dose, scaling the regimen),
-  interval (q6h ... q24h rebuilding a repeated regimen over the same horizon), window (range slider);
-- a live readout ``P(in window) = 0.731 ± 0.0004`` and ``E[auc(0, 24)] = 512.3 ± 0.02``, computed with
-  a modest tolerance (:data:`LIVE_RTOL`, :data:`LIVE_ATOL`) and shown with its error estimate;
-- an "Optimise dose" button running :func:`koopnb.optimize_dose` over the current window;
-- two matplotlib panels rendered to PNG ``Image`` widgets (works headless and in every front end): the
-  median concentration with its 5–95 % band, and probability versus dose with the optimum marked.
+- controls: metric (text in the metric language), a dose slider (amount of each dose, scaling the regimen,
+  in multiples of ``step``), interval (q6h ... q24h rebuilding a repeated regimen over the same horizon) and
+  a window range slider;
+- a live readout ``P(in window) = 0.731 ± 0.0004`` and ``E[auc(0, 24)] = 512.3 ± 0.02``, computed with a
+  modest tolerance (:data:`LIVE_RTOL`, :data:`LIVE_ATOL`) and shown with its error estimate;
+- "Optimise dose" runs :func:`koopnb.optimize_dose` over the multiples of the step on the slider's range;
+  "Apply optimum" puts that (rounded) dose into the dose slider;
+- one matplotlib figure rendered to a PNG ``Image`` widget (works headless and in every front end): the
+  median concentration with its 5–95 % band (with the window when the metric is a concentration), and the
+  exposure histogram with the window shaded; probability versus dose appears after an optimisation.
 
-Controls update only on committed changes (``continuous_update=False``), which debounces dragging;
-results that do not depend on the window (expected metric, concentration bands) are cached, so a window
-move costs one probability.  Errors are shown as one line inside the panel.
+Sliders update while dragging (``continuous_update=True``).  Two throttles keep the readout at one
+probability per move: the front end keeps at most one change per widget in flight and merges the changes
+made meanwhile, so the kernel only ever sees the latest value; and the figure, which costs more than the
+readout, trails: it is redrawn when the controls rest for :data:`FIGURE_REST` s and at most every
+:data:`FIGURE_EVERY` s while they move (in plain Python, without a running event loop, at once).  Results
+that do not depend on the window (expected metric, bands, exposure draws) are cached per regimen shape and
+scaled with the dose when the model is linear in it.  Errors are shown as one line inside the panel.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import io
 import math
@@ -25,13 +33,14 @@ from dataclasses import replace
 
 import ipywidgets as widgets
 import numpy as np
+import scipy.stats
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from koopnb.cards import format_value_error
 from koopnb.distributions import Distribution
 from koopnb.errors import KoopnbError
 from koopnb.expectation import ExpectationResult, expectation, probability
-from koopnb.expectation.gauss import tensor_rule
 from koopnb.jupyter import DOSE_RANGE
 from koopnb.metrics import Cmax, Cmin, Conc, Metric, Window, parse_metric
 from koopnb.optimize import DoseResult, optimize_dose, scales_with_dose
@@ -41,24 +50,38 @@ LIVE_RTOL = 1e-3
 LIVE_ATOL = 1e-4
 """Tolerances of the live readout: enough digits to steer by, fast enough to follow the controls."""
 INTERVALS = {"q6h": 6.0, "q8h": 8.0, "q12h": 12.0, "q24h": 24.0}
-BAND_NODES = 600
-"""Upper bound on the tensor Gauss–Hermite nodes used for the concentration bands."""
+BAND_DRAWS = 1024
+"""Scrambled Sobol draws of the distribution behind the band and the exposure histogram.  A quantile
+of a few hundred weighted quadrature nodes jumps from node to node as their order changes over time
+(a jagged band); 1024 equally weighted draws give a band within 0.1 mg/L of a 32768-draw one."""
 BAND_QUANTILES = (0.05, 0.5, 0.95)
-CURVE_POINTS = 241
+CURVE_POINTS = 601
+"""Time points of the band (plus each dose time), about 0.1 h apart over three days: smooth peaks."""
+HISTOGRAM_BINS = 40
 SLIDER_STEPS = 400
+DOSE_POSITIONS = 20
+"""The default dose step is the largest 1, 2, 2.5 or 5 × 10^k at most dose / DOSE_POSITIONS."""
+FIGURE_REST = 0.25
+FIGURE_EVERY = 1.0
+"""Seconds: the figure is redrawn once the controls rest this long, and at most this often while dragging."""
+FONTS = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,
+         "ytick.labelsize": 10, "legend.fontsize": 10}
+"""Points, at :data:`FIGURE_DPI`: readable at the figure's size on screen."""
+FIGURE_DPI = 80
 ERROR_COLOUR = "#b91c1c"
 
 
 def dashboard(model, dist: Distribution, regimen: Regimen | str, metric: Metric | str,
               window: Window | tuple[float | None, float | None] | None = None,
-              covariates: dict[str, float] | None = None) -> Dashboard:
+              covariates: dict[str, float] | None = None, step: float | None = None) -> Dashboard:
     """The dosing panel for ``model`` over the parameter distribution ``dist``.
 
     ``regimen``: a Regimen or its text (``"320 mg po q24h x3"``); ``metric``: a Metric or its text
     (``"auc(0, 24)"``); ``window``: a Window, ``(low, high)`` (either may be None), or None for the
     middle half of the metric's distribution; ``covariates``: the patient's covariate values (name -> value,
-    the model's reference values otherwise).  Raises a KoopnbError for a bad regimen, metric, window or
-    covariate.
+    the model's reference values otherwise); ``step``: the dose step in the regimen's unit (tablet or vial
+    size; the slider, the optimum and every dose shown are multiples of it), by default a round number near
+    a twentieth of the first dose.  Raises a KoopnbError for a bad regimen, metric, window, covariate or step.
     """
     if isinstance(regimen, str):
         regimen = Regimen.parse(regimen)
@@ -72,23 +95,55 @@ def dashboard(model, dist: Distribution, regimen: Regimen | str, metric: Metric 
         raise KoopnbError(f"dist must be a koopnb distribution (e.g. model.prior()), not {type(dist).__name__}")
     if not regimen.doses or regimen.doses[0].amount <= 0:
         raise KoopnbError("the dashboard needs a regimen whose first dose is positive")
+    first = regimen.doses[0].amount
+    if step is None:
+        step = default_step(first)
+    elif isinstance(step, bool) or not isinstance(step, (int, float)) or not (0 < step < math.inf):
+        raise KoopnbError(f"the dose step must be a positive number, got {step!r}")
+    elif step > first * DOSE_RANGE:
+        raise KoopnbError(f"the dose step {step:g} is larger than {DOSE_RANGE:g} times the dose {first:g}")
     if covariates:
         model.arguments(None, covariates)  # unknown or non-finite covariates fail here, in one sentence
-    return Dashboard(model, dist, regimen, metric, window, covariates)
+    return Dashboard(model, dist, regimen, metric, window, covariates, float(step))
+
+
+def default_step(dose: float) -> float:
+    """The largest 1, 2, 2.5 or 5 × 10^k not above ``dose`` / DOSE_POSITIONS (320 mg -> 10 mg)."""
+    target = dose / DOSE_POSITIONS
+    power = 10.0 ** math.floor(math.log10(target))
+    return max(m * power for m in (1, 2, 2.5, 5) if m * power <= target * (1 + 1e-12))
+
+
+def round_to_step(dose: float, step: float) -> float:
+    """``dose`` rounded to the nearest multiple of ``step``, at least one step."""
+    return max(1, round(dose / step)) * step
+
+
+def dose_text(dose: float, step: float, unit: str | None = None) -> str:
+    """``dose`` with the decimals of ``step`` (10 mg -> "320 mg", 2.5 mg -> "322.5 mg")."""
+    return f"{dose:,.{_decimals(step)}f}" + (f" {unit}" if unit else "")
+
+
+def _decimals(step: float) -> int:
+    """Decimals that write every multiple of ``step`` exactly (at most 6): 10 -> 0, 2.5 -> 1, 0.25 -> 2."""
+    return next((d for d in range(7) if abs(step * 10**d - round(step * 10**d)) < 1e-9 * step * 10**d), 6)
 
 
 class Dashboard(widgets.VBox):
     """The panel; its controls and outputs are attributes so that code (and tests) can drive it.
 
     ``result`` holds the last DoseResult of "Optimise dose"; ``probability_result`` and
-    ``expectation_result`` the last live ExpectationResults; ``elapsed`` the seconds of the last update.
+    ``expectation_result`` the last live ExpectationResults; ``elapsed`` the seconds of the last readout.
     """
 
     def __init__(self, model, dist: Distribution, regimen: Regimen, metric: Metric,
-                 window: tuple[float | None, float | None] | None, covariates: dict[str, float] | None = None):
+                 window: tuple[float | None, float | None] | None, covariates: dict[str, float] | None = None,
+                 step: float | None = None):
         self.model, self.dist, self.base = model, dist, regimen
         self.covariates = dict(covariates) if covariates else None
         self.first_dose = regimen.doses[0]
+        self.step = float(step) if step else default_step(self.first_dose.amount)
+        self.unit = regimen.unit
         self.horizon = _horizon(regimen, metric)
         self.result: DoseResult | None = None
         self.probability_result: ExpectationResult | None = None
@@ -96,37 +151,45 @@ class Dashboard(widgets.VBox):
         self.elapsed = 0.0
         self._metric = metric
         self._bands: dict[str, tuple] = {}
+        self._exposures: dict[str, np.ndarray] = {}
         self._means: dict[tuple[str, str], ExpectationResult] = {}
         self._quiet = False
-        self._curve_figure = None
-        nodes, self._weights = _band_rule(dist.dim)
-        self._nodes = dist.from_normal(nodes)
+        self._figure = None
+        self._draws = dist.from_normal(band_draws(dist.dim))
+        self._trailing = _Trailing(self.redraw)
 
-        unit = regimen.unit or "amount"
+        amount = self.first_dose.amount
+        low = max(self.step, math.floor(amount / DOSE_RANGE / self.step) * self.step)
+        high = math.ceil(amount * DOSE_RANGE / self.step) * self.step
         self.metric = widgets.Text(value=str(metric), description="metric", continuous_update=False)
-        self.dose = widgets.BoundedFloatText(value=self.first_dose.amount, min=0.0, max=1e12,
-                                             description=f"dose ({unit})", continuous_update=False)
+        self.dose = widgets.FloatSlider(value=amount, min=low, max=high, step=self.step,
+                                        description=f"dose ({self.unit or 'amount'})", continuous_update=True,
+                                        readout_format=f".{_decimals(self.step)}f",
+                                        layout=widgets.Layout(width="420px"))
         self.interval = widgets.Dropdown(options=_interval_options(regimen), description="interval")
         self.interval.value = _current_interval(regimen)
-        self.window = widgets.FloatRangeSlider(description="window", continuous_update=False, readout_format=".4g",
+        self.window = widgets.FloatRangeSlider(description="window", continuous_update=True, readout_format=".4g",
                                                layout=widgets.Layout(width="520px"))
         self.readout = widgets.HTML()
         self.message = widgets.HTML()
         self.optimise = widgets.Button(description="Optimise dose", icon="crosshairs")
+        self.apply = widgets.Button(description="Apply optimum", icon="check", disabled=True)
         self.optimum = widgets.HTML()
-        self.curve_image = widgets.Image(format="png")
-        self.dose_image = widgets.Image(format="png", layout=widgets.Layout(display="none"))
+        self.image = widgets.Image(format="png")
         self._reset_window(window)
 
         for control in (self.metric, self.dose, self.interval):
             control.observe(self._on_regimen_or_metric, names="value")
         self.window.observe(self._on_window, names="value")
         self.optimise.on_click(self._on_optimise)
+        self.apply.on_click(self._on_apply)
         super().__init__(children=[
-            widgets.HBox([self.metric, self.dose, self.interval]),
-            widgets.HBox([self.window, self.optimise]),
-            self.readout, self.optimum, self.message,
-            widgets.HBox([self.curve_image, self.dose_image]),
+            widgets.HBox([self.metric, self.interval]),
+            widgets.HBox([self.dose, self.window]),
+            self.readout,
+            widgets.HBox([self.optimise, self.apply, self.optimum]),
+            self.message,
+            self.image,
         ])
         self.update()
 
@@ -152,24 +215,33 @@ class Dashboard(widgets.VBox):
         return Window(metric, low, None if high >= self.window.max else high)
 
     # -- updates --------------------------------------------------------------------------------------
-    def update(self, redraw_curve: bool = True) -> None:
-        """Recompute the readout (and the concentration panel) for the current controls."""
+    def update(self) -> None:
+        """Recompute the readout for the current controls now; the figure follows (see the module text)."""
         started = time.perf_counter()
         try:
             metric = self.current_metric()
             regimen = self.current_regimen()
             window = self.current_window(metric)
             self.probability_result = probability(window, self.model, regimen, self.dist, covariates=self.covariates,
-                                                  rtol=LIVE_RTOL,
-                                                  atol=LIVE_ATOL)
+                                                  rtol=LIVE_RTOL, atol=LIVE_ATOL)
             self.expectation_result = self._mean(metric, regimen)
-            self.readout.value = _readout_html(self.probability_result, self.expectation_result, window)
-            if redraw_curve or isinstance(metric, (Cmax, Cmin, Conc)):
-                self.curve_image.value = self._curve_png(metric, regimen, window)
+            self.readout.value = _readout_html(self.probability_result, self.expectation_result, window,
+                                               dose_text(float(self.dose.value), self.step, self.unit))
             self.message.value = ""
         except KoopnbError as error:
             self.message.value = _error_html(error)
-        self.elapsed = time.perf_counter() - started
+            return
+        finally:
+            self.elapsed = time.perf_counter() - started
+        self._trailing.request()
+
+    def redraw(self) -> None:
+        """Draw the figure for the current controls now."""
+        try:
+            metric = self.current_metric()
+            self.image.value = self._figure_png(metric, self.current_regimen(), self.current_window(metric))
+        except KoopnbError as error:
+            self.message.value = _error_html(error)
 
     def _on_regimen_or_metric(self, change) -> None:
         if self._quiet:
@@ -183,9 +255,7 @@ class Dashboard(widgets.VBox):
             if str(metric) != str(self._metric):
                 self._metric = metric
                 self._reset_window(None)
-        if change["owner"] is self.dose and self.result is not None:
-            self.dose_image.value = _dose_png(self.result, float(self.dose.value))
-        else:
+        if change["owner"] is not self.dose:
             self._forget_optimum()
         self.update()
 
@@ -193,31 +263,35 @@ class Dashboard(widgets.VBox):
         if self._quiet:
             return
         self._forget_optimum()
-        self.update(redraw_curve=False)
+        self.update()
 
     def _on_optimise(self, button=None) -> None:
-        """Optimise the dose for the current window, from a quarter to four times the current dose."""
+        """Optimise the dose for the current window over the multiples of the step on the dose slider."""
         try:
             metric = self.current_metric()
             regimen = self.current_regimen()
             window = self.current_window(metric)
-            dose = float(self.dose.value)
-            self.result = optimize_dose(self.model, regimen, self.dist, window, (dose / DOSE_RANGE, dose * DOSE_RANGE),
-                                        covariates=self.covariates)
-            self.optimum.value = _optimum_html(self.result)
-            self.dose_image.value = _dose_png(self.result, dose)
-            self.dose_image.layout.display = None
+            self.result = optimize_dose(self.model, regimen, self.dist, window, (self.dose.min, self.dose.max),
+                                        step=self.step, covariates=self.covariates)
+            self.optimum.value = _optimum_html(self.result, self.probability_result, float(self.dose.value),
+                                               self.step, (self.dose.min, self.dose.max))
+            self.apply.disabled = False
             self.message.value = ""
+            self.redraw()
         except KoopnbError as error:
             self.message.value = _error_html(error)
+
+    def _on_apply(self, button=None) -> None:
+        """Put the optimum, a multiple of the step, into the dose slider (which updates the readout)."""
+        if self.result is not None:
+            self.dose.value = round_to_step(self.result.dose, self.step)
 
     def _forget_optimum(self) -> None:
         """An optimum found for other controls no longer applies."""
         if self.result is not None:
             self.result = None
+            self.apply.disabled = True
             self.optimum.value = "<i>controls changed: press “Optimise dose” again</i>"
-            self.dose_image.value = b""
-            self.dose_image.layout.display = "none"
 
     # -- cached pieces ----------------------------------------------------------------------------------
     def _mean(self, metric: Metric, regimen: Regimen) -> ExpectationResult:
@@ -230,26 +304,36 @@ class Dashboard(widgets.VBox):
         found = self._means[key]
         return found if factor == 1.0 else replace(found, value=found.value * factor, error=found.error * factor)
 
-    def _band(self, output: str, regimen: Regimen) -> tuple[np.ndarray, np.ndarray]:
-        """Times (h) and the 5 %, 50 %, 95 % weighted quantiles of ``output``, shape (3, CURVE_POINTS);
+    def band(self, output: str, regimen: Regimen) -> tuple[np.ndarray, np.ndarray]:
+        """Times (h) and the 5 %, 50 %, 95 % quantiles of ``output`` over the draws, shape (3, times);
         reused across doses when the output is proportional to the dose."""
         shape, factor = _shape(regimen) if scales_with_dose(self.model, [Conc(0.0, output)]) else (regimen, 1.0)
         key = f"{output}|{shape}"
         if key not in self._bands:
-            times = np.linspace(0.0, max(self.horizon, regimen.end), CURVE_POINTS)
-            curves = self.model.simulate(self._nodes, shape, times, self.covariates)[output]
-            self._bands[key] = (times, weighted_quantiles(curves, self._weights, BAND_QUANTILES))
+            end = max(self.horizon, regimen.end)
+            doses = regimen.times[regimen.times <= end]
+            times = np.union1d(np.linspace(0.0, end, CURVE_POINTS), doses)
+            curves = self.model.simulate(self._draws, shape, times, self.covariates)[output]
+            self._bands[key] = (times, np.quantile(curves, BAND_QUANTILES, axis=0, method="hazen"))
         times, quantiles = self._bands[key]
         return times, quantiles * factor
 
+    def exposures(self, metric: Metric, regimen: Regimen) -> np.ndarray:
+        """The metric at each draw (BAND_DRAWS,), reused across doses when it is proportional to the dose."""
+        shape, factor = _shape(regimen) if scales_with_dose(self.model, [metric]) else (regimen, 1.0)
+        key = f"{metric}|{shape}"
+        if key not in self._exposures:
+            self._exposures[key] = metric.evaluate(self.model, self._draws, shape, self.covariates)
+        return self._exposures[key] * factor
+
     def _reset_window(self, window: tuple[float | None, float | None] | None) -> None:
-        """Slider range from the metric's spread at the band nodes; the window given, or its middle half."""
+        """Slider range from the metric's spread over the draws; the window given, or its middle half."""
         try:
             regimen = self.current_regimen()
         except KoopnbError:
             regimen = self.base
-        values = self._metric.evaluate(self.model, self._nodes, regimen, self.covariates)
-        q25, q75, q999 = weighted_quantiles(values[:, None], self._weights, (0.25, 0.75, 0.999))[:, 0]
+        values = self.exposures(self._metric, regimen)
+        q25, q75, q999 = np.quantile(values, (0.25, 0.75, 0.999), method="hazen")
         low, high = window if window is not None else (float(f"{q25:.2g}"), float(f"{q75:.2g}"))
         top = _nice(1.5 * max(q999, *(b for b in (low, high) if b is not None)))
         with self.window.hold_trait_notifications():
@@ -260,27 +344,92 @@ class Dashboard(widgets.VBox):
             self.window.value = (0.0 if low is None else float(low), top if high is None else float(high))
             self._quiet = False
 
-    def _curve_png(self, metric: Metric, regimen: Regimen, window: Window) -> bytes:
+    def _figure_png(self, metric: Metric, regimen: Regimen, window: Window) -> bytes:
+        """Concentration band (left), exposure histogram (right), probability versus dose after an
+        optimisation; the window drawn where it applies.  One figure for the panel's life: only the data
+        artists change, which halves a redraw."""
+        with rc_context(FONTS):
+            if self._figure is None:
+                self._figure = _figure()
+            figure, (curve, histogram, doses) = self._figure
+            for axes in (curve, histogram, doses):
+                for artist in [*axes.lines, *axes.collections, *axes.patches]:
+                    artist.remove()
+                axes.containers.clear()  # their artists are gone already
+                if axes.get_legend():
+                    axes.get_legend().remove()
+            self._draw_band(curve, metric, regimen, window)
+            self._draw_histogram(histogram, metric, regimen, window)
+            doses.set_visible(self.result is not None)
+            if self.result is not None:
+                _draw_dose_curve(doses, self.result, float(self.dose.value), self.step)
+            return _png(figure)
+
+    def _draw_band(self, axes, metric: Metric, regimen: Regimen, window: Window) -> None:
         output = metric.output_name(self.model)
-        times, (low, median, high) = self._band(output, regimen)
-        # One figure for the panel's life: only the data artists change, which halves a redraw.
-        if self._curve_figure is None:
-            self._curve_figure = _figure(5.2)
-        figure, axes = self._curve_figure
-        for artist in [*axes.lines, *axes.collections, *axes.patches]:
-            artist.remove()
-        axes.fill_between(times, low, high, color="C0", alpha=0.25, linewidth=0, label="5–95%")
+        times, (low, median, high) = self.band(output, regimen)
+        axes.fill_between(times, low, high, color="C0", alpha=0.25, linewidth=0, label="5–95 %")
         axes.plot(times, median, color="C0", label="median")
         start, end = _metric_times(metric)
-        axes.axvspan(start, end, color="0.5", alpha=0.12, label=str(metric))
+        if end > start:
+            axes.axvspan(start, end, color="0.5", alpha=0.12, linewidth=0)
+        else:
+            axes.axvline(start, color="0.5", linewidth=1)
         axes.relim()
         axes.autoscale_view()
         if isinstance(metric, (Cmax, Cmin, Conc)):
-            axes.axhspan(window.low or 0.0, window.high or axes.get_ylim()[1], color="C2", alpha=0.15, label="window")
+            axes.axhspan(window.low or 0.0, window.high or axes.get_ylim()[1], color="C2", alpha=0.2,
+                         label="window")
         unit = self.model.units.get(output, "")
         axes.set(xlabel="time (h)", ylabel=f"{output} ({unit})" if unit else output, xlim=(times[0], times[-1]))
-        axes.legend(fontsize="small", loc="upper right")
-        return _png(figure)
+        axes.legend(loc="upper right")
+
+    def _draw_histogram(self, axes, metric: Metric, regimen: Regimen, window: Window) -> None:
+        values = self.exposures(metric, regimen)
+        axes.hist(values, bins=np.linspace(0.0, self.window.max, HISTOGRAM_BINS + 1), color="C0", alpha=0.6,
+                  density=True)
+        axes.axvspan(window.low or 0.0, window.high if window.high is not None else self.window.max, color="C2",
+                     alpha=0.2, label="window")
+        axes.set(xlabel=str(metric), ylabel="density", xlim=(0.0, self.window.max))
+        axes.relim()
+        axes.autoscale_view(scalex=False)
+        axes.legend(loc="upper right")
+
+
+class _Trailing:
+    """Runs ``work`` after a burst of requests: when none has come for FIGURE_REST s, and at most every
+    FIGURE_EVERY s during the burst.  Without a running asyncio event loop (plain Python, tests) each
+    request runs ``work`` at once; in a Jupyter kernel the loop runs it between widget messages."""
+
+    def __init__(self, work):
+        self.work = work
+        self._handle: asyncio.TimerHandle | None = None
+        self._last = -math.inf
+
+    def request(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.work()
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        if loop.time() - self._last >= FIGURE_EVERY + FIGURE_REST:
+            self._last = loop.time() - FIGURE_REST  # the first move of a burst waits its rest too
+        wait = min(FIGURE_REST, max(0.0, self._last + FIGURE_EVERY - loop.time()))
+        self._handle = loop.call_later(wait, self._run, loop)
+
+    def _run(self, loop) -> None:
+        self._handle = None
+        self._last = loop.time()
+        self.work()
+
+
+def band_draws(dim: int) -> np.ndarray:
+    """BAND_DRAWS standard normal points (BAND_DRAWS, dim): scrambled Sobol, fixed seed (the same band on
+    every redraw)."""
+    uniform = scipy.stats.qmc.Sobol(dim, scramble=True, seed=0).random(BAND_DRAWS)
+    return scipy.stats.norm.ppf(uniform)
 
 
 def _shape(regimen: Regimen) -> tuple[Regimen, float]:
@@ -289,43 +438,6 @@ def _shape(regimen: Regimen) -> tuple[Regimen, float]:
     if first <= 0:
         return regimen, 1.0
     return regimen.scaled(1.0 / first), first
-
-
-# -- numerics ---------------------------------------------------------------------------------------------
-def weighted_quantiles(values: np.ndarray, weights: np.ndarray, quantiles) -> np.ndarray:
-    """Quantiles of each column of ``values`` (n, m) under node ``weights`` (n,) summing to 1: (len(q), m).
-
-    Each distinct value sits at the middle of its weight in the cumulative distribution (the Hazen
-    plotting position; tied nodes share one position) and the quantile interpolates linearly between
-    those positions, so it is continuous in the quantile level and symmetric rules give symmetric bands.
-    """
-    order = np.argsort(values, axis=0, kind="stable")
-    ordered = np.take_along_axis(values, order, axis=0)
-    mass = np.asarray(weights)[order]
-    end = np.cumsum(mass, axis=0)
-    first = np.vstack([np.ones((1, values.shape[1]), bool), np.diff(ordered, axis=0) != 0])
-    last = np.vstack([first[1:], np.ones((1, values.shape[1]), bool)])
-    group_start = np.maximum.accumulate(np.where(first, end - mass, 0.0), axis=0)
-    group_end = np.minimum.accumulate(np.where(last, end, np.inf)[::-1], axis=0)[::-1]
-    cdf = 0.5 * (group_start + group_end)
-    columns = np.arange(values.shape[1])
-    rows = []
-    for q in quantiles:
-        upper = np.clip((cdf < q).sum(axis=0), 1, len(values) - 1)
-        lower = upper - 1
-        c0, c1 = cdf[lower, columns], cdf[upper, columns]
-        v0, v1 = ordered[lower, columns], ordered[upper, columns]
-        fraction = np.clip((q - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.0, 1.0)
-        rows.append(v0 + fraction * (v1 - v0))
-    return np.array(rows)
-
-
-def _band_rule(dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """A tensor Gauss–Hermite rule of at most BAND_NODES nodes, odd orders (the median node is the
-    typical patient), at least 3 points per dimension."""
-    order = max(3, math.floor(BAND_NODES ** (1.0 / dim) + 1e-9))
-    order -= 1 - order % 2
-    return tensor_rule((order,) * dim)
 
 
 def _horizon(regimen: Regimen, metric: Metric) -> float:
@@ -363,46 +475,55 @@ def _nice(value: float) -> float:
 
 
 # -- rendering ----------------------------------------------------------------------------------------------
-def _readout_html(chance: ExpectationResult, mean: ExpectationResult, window: Window) -> str:
+def _readout_html(chance: ExpectationResult, mean: ExpectationResult, window: Window, dose: str) -> str:
     p, p_error = format_value_error(chance.value, chance.error)
     e, e_error = format_value_error(mean.value, mean.error)
     flags = "".join(f" <span style='color:{ERROR_COLOUR}'>(not converged)</span>" for r in (chance, mean)
                     if not r.converged)
     return (f"<div style='font-size:1.15em'><b>P(in window)</b> = {p} ± {p_error} &nbsp;&nbsp; "
             f"<b>{html.escape(mean.label)}</b> = {e} ± {e_error}{flags}</div>"
-            f"<div style='opacity:.7;font-size:.85em'>window {html.escape(str(window))}; "
+            f"<div style='opacity:.7;font-size:.85em'>dose {html.escape(dose)}; window {html.escape(str(window))}; "
             f"{chance.n_evals + mean.n_evals:,} model evaluations</div>")
 
 
-def _optimum_html(result: DoseResult) -> str:
-    unit = f" {html.escape(result.regimen.unit)}" if result.regimen.unit else ""
+def _optimum_html(result: DoseResult, current: ExpectationResult | None, current_dose: float, step: float,
+                  bounds: tuple[float, float]) -> str:
+    unit = result.regimen.unit
     p, error = format_value_error(result.objective, result.error)
     note = "" if result.feasible else f" <span style='color:{ERROR_COLOUR}'>{html.escape(result.message)}</span>"
-    return (f"<b>Optimal dose: {result.dose:.4g}{unit}</b> ({html.escape(str(result.regimen))}), "
-            f"P(in window) = {p} ± {error}{note}")
+    now = ""
+    if current is not None:
+        q, q_error = format_value_error(current.value, current.error)
+        now = f"; current {html.escape(dose_text(current_dose, step, unit))}: P = {q} ± {q_error}"
+    space = (f"multiples of {dose_text(step, step, unit)} from {dose_text(bounds[0], step)} "
+             f"to {dose_text(bounds[1], step, unit)}")
+    return (f"<b>Optimal dose: {html.escape(dose_text(round_to_step(result.dose, step), step, unit))}</b>, "
+            f"P(in window) = {p} ± {error}{now}{note}"
+            f"<div style='opacity:.7;font-size:.85em'>searched {html.escape(space)}</div>")
 
 
 def _error_html(error: Exception) -> str:
     return f"<span style='color:{ERROR_COLOUR}'>⚠ {html.escape(str(error))}</span>"
 
 
-def _dose_png(result: DoseResult, current: float) -> bytes:
-    figure, axes = _figure(4.2)
+def _draw_dose_curve(axes, result: DoseResult, current: float, step: float) -> None:
+    unit = result.regimen.unit
     axes.plot(result.curve_doses, result.curve_values, color="C1")
     axes.errorbar([result.dose], [result.objective], yerr=[result.error], fmt="o", color="C3",
-                  label=f"optimum {result.dose:.4g}")
-    axes.axvline(current, color="0.4", linestyle="--", linewidth=1, label=f"current {current:.4g}")
-    unit = f" ({result.regimen.unit})" if result.regimen.unit else ""
-    axes.set(xlabel=f"dose{unit}", ylabel="P(in window)", ylim=(0, 1.02))
-    axes.legend(fontsize="small", loc="lower right")
-    return _png(figure)
+                  label=f"optimum {dose_text(round_to_step(result.dose, step), step, unit)}")
+    axes.axvline(current, color="0.4", linestyle="--", linewidth=1,
+                 label=f"current {dose_text(current, step, unit)}")
+    axes.set(xlabel=f"dose ({unit})" if unit else "dose", ylabel="P(in window)", ylim=(0, 1.02))
+    axes.relim()
+    axes.autoscale_view(scaley=False)
+    axes.legend(loc="lower right")
 
 
-def _figure(width: float):
-    """A small figure with fixed margins (a layout engine would cost more than the plotting)."""
-    figure = Figure(figsize=(width, 3.0), dpi=72)
-    figure.subplots_adjust(left=0.15, right=0.97, bottom=0.16, top=0.96)
-    return figure, figure.add_subplot()
+def _figure():
+    """Three panels side by side with fixed margins (a layout engine would cost more than the plotting)."""
+    figure = Figure(figsize=(12.0, 3.4), dpi=FIGURE_DPI)
+    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.17, top=0.96, wspace=0.28)
+    return figure, figure.subplots(1, 3)
 
 
 def _png(figure: Figure) -> bytes:
