@@ -13,6 +13,11 @@ predictions come from closed-form impulse responses (:class:`ClosedForm`, built 
 koopnb/model/modal.py) with the time since each dose laid out once, and only the parameter sets the
 closed form cannot take (nearly equal or complex eigenvalues) go to the general solver.  On the small
 batches of an individual fit that is about three times cheaper per call.
+
+A subject whose model arguments or state change between doses — a covariate history, several
+occasions with inter-occasion variability, resets, steady-state doses, modelled infusion durations —
+is left out of that layout and solved in pieces by the simulate layer (koopnb/inference/pieces.py),
+one batched solve per subject; nothing about such a subject is reduced to a single value.
 """
 
 from __future__ import annotations

@@ -57,8 +57,7 @@ class Subject:
         several occasions, a reset, a steady-state dose): then the subject is solved piece by piece."""
         doses = self.regimen.doses
         return (isinstance(self.covariates, pd.DataFrame) or (self.occasions is not None and len(self.occasions) > 1)
-                or bool(getattr(self.regimen, "resets", ())) or any(getattr(d, "steady_state", 0) for d in doses)
-                or any(d.duration is None for d in doses))
+                or bool(self.regimen.resets) or any(d.steady_state or d.duration is None for d in doses))
 
 
 def one_subject(model, data, regimen: Regimen | None, covariates, subject: Any, output: str, *,
