@@ -121,6 +121,8 @@ def test_a_bad_step_is_one_sentence(model):
         dashboard(model, model.prior(), "320 mg po", "auc(0, 24)", step=-5)
     with pytest.raises(kn.KoopnbError, match="larger than 4 times the dose"):
         dashboard(model, model.prior(), "320 mg po", "auc(0, 24)", step=5000)
+    with pytest.raises(kn.KoopnbError, match="use a larger step"):
+        dashboard(model, model.prior(), "320 mg po", "auc(0, 24)", step=1e-9)
 
 
 def test_a_bad_metric_is_shown_in_the_panel(panel):

@@ -218,6 +218,7 @@ class KoopnbMagics(Magics):
     @argument("--regimen", required=True, help='starting regimen, e.g. "320 mg po q24h x3"')
     @argument("--metric", required=True, help='exposure metric, e.g. "auc(0, 24)"')
     @argument("--window", default=None, help="starting window LOW..HIGH")
+    @argument("--step", type=float, default=None, help="dose step (tablet or vial size) of the slider and optimum")
     @argument("--covariate", action="append", default=[], metavar="NAME=VALUE", help="a covariate value (repeat)")
     def pkdashboard(self, line: str) -> None:
         """An interactive panel: window, dose, interval and metric controls, the live probability and
@@ -230,7 +231,7 @@ class KoopnbMagics(Magics):
         with user_errors():
             panel = dashboard(model, dist, args.regimen, args.metric,
                               window=parse_bounds(args.window) if args.window is not None else None,
-                              covariates=_covariates(args.covariate))
+                              covariates=_covariates(args.covariate), step=args.step)
         display(panel)
 
     def remember_cell(self, info) -> None:

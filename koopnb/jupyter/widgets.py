@@ -43,7 +43,7 @@ from koopnb.errors import KoopnbError
 from koopnb.expectation import ExpectationResult, expectation, probability
 from koopnb.jupyter import DOSE_RANGE
 from koopnb.metrics import Cmax, Cmin, Conc, Metric, Window, parse_metric
-from koopnb.optimize import DoseResult, optimize_dose, scales_with_dose
+from koopnb.optimize import MAX_DOSES, DoseResult, optimize_dose, scales_with_dose
 from koopnb.regimen import Regimen
 
 LIVE_RTOL = 1e-3
@@ -102,6 +102,9 @@ def dashboard(model, dist: Distribution, regimen: Regimen | str, metric: Metric 
         raise KoopnbError(f"the dose step must be a positive number, got {step!r}")
     elif step > first * DOSE_RANGE:
         raise KoopnbError(f"the dose step {step:g} is larger than {DOSE_RANGE:g} times the dose {first:g}")
+    elif first * DOSE_RANGE / step > MAX_DOSES:
+        raise KoopnbError(f"a dose step of {step:g} gives more than {MAX_DOSES:,} doses up to "
+                          f"{first * DOSE_RANGE:g}; use a larger step")
     if covariates:
         model.arguments(None, covariates)  # unknown or non-finite covariates fail here, in one sentence
     return Dashboard(model, dist, regimen, metric, window, covariates, float(step))
