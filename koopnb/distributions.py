@@ -1,11 +1,11 @@
-"""Distributions of a patient's parameters, and their maps to a reference space.
+"""Distributions of a patient's parameters.
 
-A distribution answers two kinds of question.  The statistical ones: ``sample``, ``logpdf``,
-``mean``, ``median``, ``cov``, ``std``.  And the ones a quadrature engine (the Koopman
-expectation) asks: how to carry reference points onto parameter values.
+A distribution answers the statistical questions: ``sample``, ``logpdf``, ``mean``, ``median``, ``cov``,
+``std``, its support and quantile functions.  How a quadrature engine carries reference points onto parameter
+values (``from_normal(z)`` for ``z ~ N(0, I)`` of shape ``(n, dim)``, ``from_cube(u)`` for
+``u ~ U(0, 1)^dim``, and their inverses ``to_normal``, ``to_cube``) lives in koopnb.reference_maps, whose
+mixins these classes inherit.
 
-* ``from_normal(z)`` maps ``z ~ N(0, I)`` of shape ``(n, dim)`` to parameters, ``from_cube(u)``
-  maps ``u ~ U(0, 1)^dim``; ``to_normal`` and ``to_cube`` are their inverses.
 * A *gaussian* distribution (``LogNormal``, ``Normal``, ``MvLogNormal`` and a ``Joint`` of
   gaussian members) is exactly ``y = location + scale_matrix @ z`` followed by ``exp`` on the
   coordinates where ``log_space`` is True.  The engine uses this structure to integrate window
@@ -31,9 +31,10 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 import scipy.stats
-from scipy.special import log_ndtr, logsumexp, ndtr, ndtri, ndtri_exp
+from scipy.special import log_ndtr, logsumexp, ndtr, ndtri_exp
 
 from koopnb.errors import DistributionError
+from koopnb.reference_maps import ColumnwiseMaps, GaussianMaps, InverseCdfMaps, ReferenceMaps
 
 __all__ = [
     "Distribution",
@@ -50,7 +51,7 @@ Seed = int | np.random.Generator | np.random.SeedSequence | None
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
-class Distribution(ABC):
+class Distribution(ReferenceMaps, ABC):
     """The common interface of every koopnb distribution (immutable)."""
 
     # ----------------------------------------------------------------- identity
@@ -109,29 +110,6 @@ class Distribution(ABC):
         """Standard deviation of each parameter."""
         return self._as_floats(np.sqrt(np.maximum(np.diag(self._cov()), 0.0)))
 
-    # ------------------------------------------------------------ reference maps
-    def from_normal(self, z: Any) -> dict[str, np.ndarray]:
-        """Map standard normal points ``z`` of shape (n, dim) to parameters: dict name -> (n,)."""
-        z = self._reference_points(z, "z")
-        if not np.all(np.isfinite(z)):
-            raise DistributionError("from_normal needs finite points z; an infinite z is an infinite parameter")
-        return self._as_dict(self._from_normal(z))
-
-    def from_cube(self, u: Any) -> dict[str, np.ndarray]:
-        """Map points ``u`` of the open unit cube, shape (n, dim), to parameters: dict name -> (n,)."""
-        u = self._reference_points(u, "u")
-        if not np.all((u > 0.0) & (u < 1.0)):
-            raise DistributionError("from_cube needs points u strictly between 0 and 1")
-        return self._as_dict(self._from_cube(u))
-
-    def to_normal(self, values: Mapping[str, Any]) -> np.ndarray:
-        """Inverse of ``from_normal``: the standard normal points (batch, dim) of parameter sets."""
-        return self._to_normal(self._in_support(values))
-
-    def to_cube(self, values: Mapping[str, Any]) -> np.ndarray:
-        """Inverse of ``from_cube``: the unit-cube points (batch, dim) of parameter sets."""
-        return self._to_cube(self._in_support(values))
-
     # ---------------------------------------------- gaussian structure (engine)
     @property
     def log_space(self) -> tuple[bool, ...]:
@@ -171,21 +149,6 @@ class Distribution(ABC):
     def _support(self) -> tuple[np.ndarray, np.ndarray]:
         """Closed bounds (low, high) of each parameter, shape (dim,) each."""
 
-    def _from_normal(self, z: np.ndarray) -> np.ndarray:
-        raise self._no_reference_map()
-
-    def _from_cube(self, u: np.ndarray) -> np.ndarray:
-        raise self._no_reference_map()
-
-    def _to_normal(self, x: np.ndarray) -> np.ndarray:
-        raise self._no_reference_map()
-
-    def _to_cube(self, x: np.ndarray) -> np.ndarray:
-        raise self._no_reference_map()
-
-    def _no_reference_map(self) -> DistributionError:
-        return DistributionError(f"{self!r} has no map from a reference space")
-
     # ---------------------------------------------------------------- plumbing
     def _as_dict(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return {name: x[:, i] for i, name in enumerate(self.names)}
@@ -221,15 +184,6 @@ class Distribution(ABC):
             )
         return x
 
-    def _reference_points(self, points: Any, symbol: str) -> np.ndarray:
-        points = np.asarray(points, dtype=float)
-        if points.ndim == 1 and self.dim == 1:
-            points = points[:, None]
-        if points.ndim != 2 or points.shape[1] != self.dim:
-            raise DistributionError(
-                f"reference points {symbol} must have shape (n, {self.dim}) for {self!r}, got {points.shape}"
-            )
-        return points
 
 
 # ===================================================================== helpers
@@ -342,7 +296,7 @@ class _Univariate(Distribution):
     def _variance(self) -> float: ...
 
 
-class _Gaussian(Distribution):
+class _Gaussian(GaussianMaps, Distribution):
     """y = location + L z, z ~ N(0, I); the parameter is exp(y) where log_space, else y."""
 
     _location: np.ndarray
@@ -368,30 +322,6 @@ class _Gaussian(Distribution):
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self._from_normal(rng.standard_normal((n, self.dim)))
-
-    def _from_normal(self, z: np.ndarray) -> np.ndarray:
-        y = self._location + z @ self._factor.T
-        x = np.where(self._log_space, np.exp(y), y)
-        # a zero-variance parameter is exactly its median/mean, not exp(log(median))
-        constant = ~np.any(self._factor, axis=1)
-        return np.where(constant, self._centre, x)
-
-    def _from_cube(self, u: np.ndarray) -> np.ndarray:
-        return self._from_normal(ndtri(u))
-
-    def _to_normal(self, x: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            y = np.where(self._log_space, np.log(np.where(self._log_space, x, 1.0)), x)
-        if self.dim == 1:
-            scale = self._factor[0, 0]
-            return (y - self._location) / scale if scale > 0 else np.zeros_like(y)
-        if not np.all(np.isfinite(y)):
-            raise DistributionError(f"to_normal needs positive values of the log-normal parameters of {self!r}")
-        # least squares: exact when L is invertible, the minimum-norm z on zero-variance directions
-        return np.linalg.lstsq(self._factor, (y - self._location).T, rcond=None)[0].T
-
-    def _to_cube(self, x: np.ndarray) -> np.ndarray:
-        return ndtr(self._to_normal(x))
 
     def _support(self) -> tuple[np.ndarray, np.ndarray]:
         low = np.where(self._log_space, 0.0, -np.inf)
@@ -483,13 +413,9 @@ class Normal(_Univariate, _Gaussian):
         return self.sd**2
 
 
-class _InverseCdf(_Univariate):
-    """A univariate reached from the reference spaces by its quantile function.
-
-    The quantile functions take log-probabilities, and upper-half points go through the survival
-    function, so both tails keep full precision: z = -40 (u below the smallest double) and
-    u = 1 - 1e-16 map to finite, distinct values wherever the distribution allows.
-    """
+class _InverseCdf(InverseCdfMaps, _Univariate):
+    """A univariate given by its quantile function in log-probabilities (lower half) and log-survival (upper
+    half), so that both tails keep full precision; koopnb.reference_maps.InverseCdfMaps uses them."""
 
     @abstractmethod
     def _ppf_log(self, log_u: np.ndarray) -> np.ndarray:
@@ -508,25 +434,6 @@ class _InverseCdf(_Univariate):
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self._from_cube(rng.random((n, 1)))
 
-    def _from_cube(self, u: np.ndarray) -> np.ndarray:
-        u = u[:, 0]
-        lower = u <= 0.5
-        with np.errstate(divide="ignore"):
-            below, above = np.log(np.where(lower, u, 0.5)), np.log1p(-np.where(lower, 0.5, u))
-        return np.where(lower, self._ppf_log(below), self._isf_log(above))[:, None]
-
-    def _from_normal(self, z: np.ndarray) -> np.ndarray:
-        z = z[:, 0]
-        lower = z <= 0
-        below, above = log_ndtr(np.minimum(z, 0.0)), log_ndtr(-np.maximum(z, 0.0))
-        return np.where(lower, self._ppf_log(below), self._isf_log(above))[:, None]
-
-    def _to_cube(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(self._logcdf(x[:, 0]))[:, None]
-
-    def _to_normal(self, x: np.ndarray) -> np.ndarray:
-        log_cdf, log_sf = self._logcdf(x[:, 0]), self._logsf(x[:, 0])
-        return np.where(log_cdf <= np.log(0.5), ndtri_exp(log_cdf), -ndtri_exp(log_sf))[:, None]
 
 
 class Uniform(_InverseCdf):
@@ -715,7 +622,7 @@ class MvLogNormal(_Gaussian):
 
 
 # ====================================================================== joint
-class Joint(Distribution):
+class Joint(ColumnwiseMaps, Distribution):
     """Independent members: ``Joint({'CL': LogNormal(3, 0.3), 'V': Normal(35, 5)})``.
 
     A univariate member is named by its key.  A member that carries its own names (an
@@ -790,29 +697,11 @@ class Joint(Distribution):
         if not self.gaussian:
             raise self._not_gaussian(what)
 
-    def _columnwise(self, method: str, x: np.ndarray) -> np.ndarray:
-        return np.concatenate(
-            [getattr(member, method)(x[:, part]) for member, part in zip(self.members, self._slices, strict=True)],
-            axis=1,
-        )
-
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.concatenate([member._sample(n, rng) for member in self.members], axis=1)
 
     def _logpdf(self, x: np.ndarray) -> np.ndarray:
         return sum(member._logpdf(x[:, part]) for member, part in zip(self.members, self._slices, strict=True))
-
-    def _from_normal(self, z: np.ndarray) -> np.ndarray:
-        return self._columnwise("_from_normal", z)
-
-    def _from_cube(self, u: np.ndarray) -> np.ndarray:
-        return self._columnwise("_from_cube", u)
-
-    def _to_normal(self, x: np.ndarray) -> np.ndarray:
-        return self._columnwise("_to_normal", x)
-
-    def _to_cube(self, x: np.ndarray) -> np.ndarray:
-        return self._columnwise("_to_cube", x)
 
     def _support(self) -> tuple[np.ndarray, np.ndarray]:
         lows, highs = zip(*(member._support() for member in self.members), strict=True)
