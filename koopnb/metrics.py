@@ -98,6 +98,21 @@ class AUC(Metric):
     def compute(self, trajectory, model) -> np.ndarray:
         return trajectory.output_integral(self.output_name(model), self.t0, self.t1)
 
+    def evaluate(self, model, params, regimen, covariates: Mapping | None = None, **options) -> np.ndarray:
+        """(batch,) the AUC for each parameter set: from the closed-form impulse responses when the model and
+        regimen allow it (boluses into a linear model; koopnb/simulate/closed.py), else from the general solution."""
+        if not options:
+            from koopnb.simulate.closed import closed_form_auc
+
+            fast = closed_form_auc(model, self.output_name(model), self.t0, self.t1, params, regimen, covariates)
+            if fast is not None:
+                return fast
+        return self.general(model, params, regimen, covariates, **options)
+
+    def general(self, model, params, regimen, covariates: Mapping | None = None, **options) -> np.ndarray:
+        """(batch,) the AUC from the general solution (exact spectral or ODE), whatever the regimen."""
+        return Metric.evaluate(self, model, params, regimen, covariates, **options)
+
     def __str__(self) -> str:
         return f"auc({self.t0:g}, {self.t1:g}{_suffix(self.output)})"
 

@@ -23,9 +23,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import precedence
 
 from koopnb.model.codegen import CompiledModel
 from koopnb.model.spec import symbol
+
+
+class _DivisionPrinter(NumPyPrinter):
+    """numpy code with reciprocals as divisions (``1/x``, not ``x**(-1.0)``)."""
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == -1:
+            return f"1/{self.parenthesize(expr.base, precedence(expr))}"
+        return super()._print_Pow(expr, rational=rational)
+
 
 MAX_STATES = 8
 """Larger models are left to the general solver: their symbolic covariants grow as n²."""
@@ -48,6 +60,13 @@ class ImpulseResponses:
     varying: np.ndarray
     constant: np.ndarray  # (rows,) values, used where a row is not varying
     has_offset: bool  # False when c₀ is identically 0 (concentration = amount / volume)
+
+    def rows(self, args: Sequence[np.ndarray]) -> list:
+        """Every row of the table, unstacked: a (batch,) array where it varies, a float where it is constant.
+        (Stacking a large batch into one table costs as much as computing it.)"""
+        values = iter(self.function(*args)) if self.varying.size else iter(())
+        varying = set(self.varying.tolist())
+        return [next(values) if i in varying else float(self.constant[i]) for i in range(self.constant.size)]
 
     def evaluate(self, args: Sequence[np.ndarray], batch: int) -> tuple[np.ndarray, ...]:
         """Eigenvalues (n, batch); their differences (n(n−1)/2, batch); per two-state block its half
@@ -119,6 +138,9 @@ def impulse_responses(compiled: CompiledModel, output: str, dosed: Sequence[int]
         return None  # eigenvalues equal or complex for every parameter set
     varying = np.array([i for i, e in enumerate(expressions) if not e.is_number], dtype=int)
     constant = np.array([float(e) if e.is_number else np.nan for e in expressions])
-    arguments = [symbol(name) for name in compiled.args]
-    function = sp.lambdify(arguments, [expressions[i] for i in varying], modules="numpy", cse=True)
+    # Neutral argument names (a parameter called 'select' must not shadow numpy's), and 1/x written as a
+    # division: numpy's power with exponent -1.0 costs several times a division on large batches.
+    neutral = {symbol(name): sp.Symbol(f"_arg{i}", real=True) for i, name in enumerate(compiled.args)}
+    function = sp.lambdify(list(neutral.values()), [expressions[i].xreplace(neutral) for i in varying],
+                           modules="numpy", cse=True, printer=_DivisionPrinter)
     return ImpulseResponses(n, tuple(dosed), len(checks) // 2, function, varying, constant, offset != 0)

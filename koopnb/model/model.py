@@ -108,8 +108,7 @@ class Model:
                 raise KoopnbError(f"parameter {name!r} has a value that is not finite")
         sizes = {len(v) for v in arrays.values() if len(v) != 1}
         batch = self._batch_size(sizes, covariates)
-        values = [np.broadcast_to(arrays.get(name, np.array([self.typical[name]])), (batch,)).astype(float)
-                  for name in self.parameters]
+        values = [_batch_of(arrays.get(name, np.array([self.typical[name]])), batch) for name in self.parameters]
         return values + self._covariate_values(covariates or {}, batch)
 
     def _batch_size(self, sizes: set[int], covariates: Mapping | None) -> int:
@@ -131,7 +130,7 @@ class Model:
             value = np.atleast_1d(np.asarray(covariates.get(name, reference), dtype=float))
             if not np.all(np.isfinite(value)):
                 raise KoopnbError(f"covariate {name!r} has a value that is not finite")
-            values.append(np.broadcast_to(value, (batch,)).astype(float))
+            values.append(_batch_of(value, batch))
         return values
 
     def solve(self, params: ParamValues | None, regimen, covariates: Mapping | None = None, *,
@@ -258,3 +257,11 @@ def _unknown(name: str, kind: str, known, other) -> str:
     if name in other:
         return f"{name!r} is not a {kind} of the model{hint}"
     return f"{name!r} is not a {kind} of the model{hint}; the {kind}s are {', '.join(known) or 'none'}"
+
+
+def _batch_of(value: np.ndarray, batch: int) -> np.ndarray:
+    """A float (batch,) array: the user's own array when it already is one (no copy; nothing writes into
+    argument vectors), else the single value repeated."""
+    if value.shape == (batch,) and value.dtype == np.float64:
+        return value
+    return np.broadcast_to(value, (batch,)).astype(float)
