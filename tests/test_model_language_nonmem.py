@@ -362,3 +362,20 @@ def test_a_dose_with_a_modelled_duration_is_infused_over_it():
     during = rate / (k * 20) * (1 - math.exp(-k * 1.0))
     after = rate / (k * 20) * (1 - math.exp(-k * 2.0)) * math.exp(-k * 3.0)
     np.testing.assert_allclose(out["conc"][0], [during, after], rtol=1e-10)
+
+
+# --- found by the parse -> simulate fuzz test ----------------------------------------------------------------
+
+def test_a_nested_where_in_a_condition_broadcasts_a_batch_against_the_time():
+    """The condition 'where(t > 1, CL, 0) > 1' becomes an and/or of a batch (CL) and a scalar (t)."""
+    model = kn.parse_model("CL = 2 ~ 0.3\nd/dt(c) = -where(where(t > 1, CL, 0) > 1, CL, 0.1)*c\nconc = c\ndose c\n")
+    out = model.simulate({"CL": np.array([0.5, 2.0])}, kn.Regimen([kn.Dose(1.0)]), [0.5, 2.0])
+    expected = [[math.exp(-0.05), math.exp(-0.2)], [math.exp(-0.05), math.exp(-0.1 - 2.0)]]
+    np.testing.assert_allclose(out["conc"], expected, rtol=1e-6)
+
+
+def test_a_comparison_of_a_branch_that_is_never_real_is_a_located_model_error():
+    error = model_error("V = 2.8\nx0 = 31.5\nd/dt(c) = where(log(where(V < 710, -1e-8, x0)) < V, V, V)\n")
+    assert (error.line, error.column, error.message) == (
+        3, 11, "this compares something that is not a real number in some case (the log or square root of something "
+               "negative), which cannot be compared")

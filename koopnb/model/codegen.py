@@ -13,6 +13,7 @@ it must be a finite float64; either is otherwise a ModelError naming the quantit
 
 from __future__ import annotations
 
+import functools
 import graphlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 import sympy as sp
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
+from sympy.printing.numpy import NumPyPrinter
 
 from koopnb.errors import ModelError
 from koopnb.model.parse import is_float64
@@ -146,8 +148,26 @@ def _lambdify(arguments: Sequence[sp.Symbol], expressions: Sequence[sp.Expr]) ->
     # Neutral names: a user's 'select' or 'minimum' would otherwise shadow numpy's in the generated code.
     neutral = {argument: sp.Symbol(f"_arg{i}", real=True) for i, argument in enumerate(arguments)}
     renamed = [sp.sympify(expression).xreplace(neutral) for expression in expressions]
-    function = sp.lambdify(list(neutral.values()), renamed, modules="numpy", cse=True)
+    function = sp.lambdify(list(neutral.values()), renamed, modules="numpy", cse=True, printer=_BroadcastingPrinter(
+        {"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True, "user_functions": {}}))
     return _broadcasting(function, len(expressions))
+
+
+class _BroadcastingPrinter(NumPyPrinter):
+    """numpy code whose ``and``/``or`` broadcast: sympy prints ``logical_and.reduce((a, b))``, which fails when
+    ``a`` is a batch of parameter sets and ``b`` a scalar time (nested where() conditions); nested binary
+    ``logical_and(a, logical_and(b, c))`` broadcasts."""
+
+    def _print_And(self, expr: sp.And) -> str:
+        return self._nested("logical_and", expr.args)
+
+    def _print_Or(self, expr: sp.Or) -> str:
+        return self._nested("logical_or", expr.args)
+
+    def _nested(self, function: str, args: Sequence[sp.Basic]) -> str:
+        name = self._module_format(f"numpy.{function}")
+        printed = [self._print(arg) for arg in args]
+        return functools.reduce(lambda inner, outer: f"{name}({outer}, {inner})", reversed(printed))
 
 
 @dataclass(frozen=True)

@@ -656,7 +656,8 @@ class _ExpressionBuilder:
             raise self._error(node.func, f"where() takes 3 arguments (condition, a, b), not {count}")
         if name == "where":
             condition = self._condition(node.args[0])
-            return sp.Piecewise((self.build(node.args[1]), condition), (self.build(node.args[2]), True))
+            branches = (self.build(node.args[1]), condition), (self.build(node.args[2]), True)
+            return self._real(node, lambda: sp.Piecewise(*branches))
         if name in _UNARY_FUNCTIONS:
             return _UNARY_FUNCTIONS[name](self.build(node.args[0]))
         return _VARIADIC_FUNCTIONS[name](*(self._comparable(argument, f"{name}()") for argument in node.args))
@@ -670,7 +671,16 @@ class _ExpressionBuilder:
                                        "nest where() instead", self.source.origin[operator])
         compare = _COMPARISONS[type(node.ops[0])]
         left, right = (self._comparable(side, "a comparison") for side in (node.left, node.comparators[0]))
-        return compare(left, right)
+        return self._real(node, lambda: compare(left, right))
+
+    def _real(self, node: ast.expr, make: Callable[[], sp.Basic]) -> sp.Basic:
+        """``make()``; sympy refuses to compare what is not real in some branch (the log of a negative
+        where() branch), and that is the user's ModelError."""
+        try:
+            return make()
+        except (TypeError, ValueError):
+            raise self._error(node, "this compares something that is not a real number in some case (the log or "
+                                    "square root of something negative), which cannot be compared") from None
 
     def _comparable(self, node: ast.expr, where: str) -> sp.Expr:
         """An operand of min, max or a comparison: sympy refuses one that can never be real, and so do we."""
