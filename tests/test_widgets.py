@@ -156,9 +156,11 @@ def test_band_draws_have_normal_quantiles():
     np.testing.assert_allclose(quantiles, np.broadcast_to(expected, quantiles.shape), atol=0.01)
 
 
+@pytest.mark.slow
 def test_the_band_is_smooth_and_near_a_dense_reference(model):
     """Jaggedness shows as kinks: the summed |second differences| of the band, against a 32768-draw band at
-    the same times (the old band, quantiles of 343 Gauss-Hermite nodes, had 3.4-4 times the reference's)."""
+    the same times.  The band has 1.14-1.17 times the reference's and is within 0.8 % of its peak; the old
+    band (weighted quantiles of 343 Gauss-Hermite nodes) had 1.30-1.68 times and was 5.4 % off."""
     panel = dashboard(model, model.prior(), "320 mg po q24h x3", "auc(0, 24)", window=(80, 120))
     times, band = panel.band("conc", panel.current_regimen())
     assert np.diff(times).max() <= 0.13
@@ -166,7 +168,7 @@ def test_the_band_is_smooth_and_near_a_dense_reference(model):
     curves = model.simulate(model.prior().from_normal(normal), panel.current_regimen(), times)["conc"]
     reference = np.quantile(curves, (0.05, 0.5, 0.95), axis=0, method="hazen")
     roughness = np.abs(np.diff(band, 2, axis=1)).sum(axis=1) / np.abs(np.diff(reference, 2, axis=1)).sum(axis=1)
-    assert np.all(roughness <= 1.3), roughness
+    assert np.all(roughness <= 1.25), roughness
     assert np.abs(band - reference).max() <= 0.02 * reference.max()
 
 
