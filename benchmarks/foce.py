@@ -1,8 +1,9 @@
 """FOCE-I maximum likelihood timings, next to NONMEM's own and koopnb's emcee population fit.
 
 Run: ``python benchmarks/foce.py``.  Prints a table and writes it to benchmarks/results/foce.md:
-- phenobarbital in neonates (NONMEM's example run as shipped by pharmpy, tests/data/pheno: 59 subjects,
-  155 concentrations, one compartment, repeated IV doses, IIV on CL and V, proportional error): the FOCE-I fit
+- phenobarbital in neonates (NONMEM's example run in pharmpy-core's sdist, fetched by tests/pharmpy_testdata.py:
+  59 subjects, 155 concentrations, one compartment, repeated IV doses, IIV on CL and V, proportional error):
+  the FOCE-I fit
   with sandwich standard errors from the control stream's initial estimates, target ≤ 5 s; NONMEM 7.4.2's
   own elapsed estimation + covariance time from pheno_real.lst (0.32 s + 0.28 s, another machine);
 - theophylline (12 subjects, 132 concentrations, oral, IIV on ka, CL, V): the FOCE-I fit, and the emcee
@@ -13,6 +14,7 @@ Each FOCE-I fit is timed 3 times (median and fastest) because this 2-core machin
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -24,7 +26,9 @@ import koopnb as kn
 from koopnb.inference import ConvergenceWarning
 
 ROOT = Path(__file__).resolve().parent
-PHENO = ROOT.parent / "tests" / "data" / "pheno"
+sys.path.insert(0, str(ROOT.parent / "tests"))
+from pharmpy_testdata import pheno_run  # noqa: E402 - the test helper that fetches NONMEM's run from PyPI
+
 NONMEM_OFV = 586.27605628188053  # pheno_real.ext
 NONMEM_SECONDS = 0.32 + 0.28  # pheno_real.lst: elapsed estimation + covariance time
 
@@ -63,7 +67,7 @@ def timed_fits(model, data, repeat: int = 3):
 
 
 def main() -> None:
-    pheno_data = pd.read_csv(PHENO / "pheno.dta", sep=r"\s+").drop(columns=["FA1", "FA2"])
+    pheno_data = pd.read_csv(pheno_run() / "pheno.dta", sep=r"\s+").drop(columns=["FA1", "FA2"])
     rows = []
     median, fastest, fit = timed_fits(kn.parse_model(PHENO_MODEL), pheno_data)
     rows.append(("phenobarbital, 59 subjects, FOCE-I + sandwich SEs", median, fastest, fit.ofv,

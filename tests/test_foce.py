@@ -1,9 +1,9 @@
 """FOCE-I maximum likelihood against NONMEM's own run, nlmixr2's published fit and an exact Gaussian marginal.
 
 NONMEM reference: pharmpy-core's example run of the phenobarbital data (Grasela & Donn, Dev Pharmacol Ther
-8:374, 1985), files tests/testdata/nonmem/pheno_real.{mod,ext,phi,tab} and pheno.dta of github.com/pharmpy/pharmpy
-(commit 435dd66ecfc0532db4b8f5de2cea0afb1ecb4d84), copied unmodified to tests/data/pheno (LGPL-3.0-or-later,
-see tests/data/pheno/README.md).  NONMEM 7.4.2, $ESTIMATION METHOD=1 INTERACTION, ADVAN1 TRANS2:
+8:374, 1985), files tests/testdata/nonmem/pheno_real.{mod,ext,phi,tab} and pheno.dta of pharmpy-core's source
+distribution, downloaded from PyPI at test time (tests/pharmpy_testdata.py; LGPL-3.0-or-later, not copied into
+koopnb).  NONMEM 7.4.2, $ESTIMATION METHOD=1 INTERACTION, ADVAN1 TRANS2:
 TVCL = THETA(1)·WGT, TVV = THETA(2)·WGT·(1 + THETA(3) if APGR < 5), CL = TVCL·exp(ETA(1)),
 V = TVV·exp(ETA(2)), Y = F + F·EPS(1).  Translated by hand: ``~ variance(OMEGA)``, THETA(3) with its bounds
 ``in (-0.99, inf)``, and ``proportional(b)`` takes the SD fraction (√SIGMA).
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pharmpy_testdata import pheno_run
 from scipy.stats import multivariate_normal
 
 import koopnb as kn
@@ -22,7 +23,10 @@ from koopnb.inference.diagnostics import residuals_at
 from koopnb.inference.foce import FoceObjective, PopulationEstimate, objective_value
 from koopnb.inference.subjects import all_subjects
 
-PHENO = Path(__file__).parent / "data" / "pheno"
+
+@pytest.fixture(scope="module")
+def pheno_files() -> Path:
+    return pheno_run()
 
 # pheno_real.ext, final estimates (ITERATION -1000000000) and OBJ
 NONMEM_THETA = (4.69555e-03, 9.84258e-01, 1.58920e-01)
@@ -55,10 +59,10 @@ dose central
 
 
 @pytest.fixture(scope="module")
-def pheno_data() -> pd.DataFrame:
+def pheno_data(pheno_files) -> pd.DataFrame:
     # $INPUT ID TIME AMT WGT APGR DV FA1 FA2; no EVID/MDV: a row with AMT > 0 is a dose, as in NONMEM.
     # FA1 and FA2 (dose-record flags) are not used by the model.
-    return pd.read_csv(PHENO / "pheno.dta", sep=r"\s+").drop(columns=["FA1", "FA2"])
+    return pd.read_csv(pheno_files / "pheno.dta", sep=r"\s+").drop(columns=["FA1", "FA2"])
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +79,13 @@ def pheno_fit(pheno_data) -> PopulationEstimate:
     return kn.fit_population(model, pheno_data, method="ml", seed=1)
 
 
-def test_ofv_at_nonmem_estimates_equals_nonmems(at_nonmem):
+def test_ofv_at_nonmem_estimates_equals_nonmems(at_nonmem, pheno_files):
     """NONMEM's objective to 0.005 (the brief asks 0.05), and per subject: the conditional modes, their
     covariance H⁻¹ and each subject's OBJ in pheno_real.phi.  The expected-information curvature matters: with
     the observed-style 1/V alone the OFV would be 584.71, 1.6 units off."""
     ofv, per_subject = at_nonmem(at_nonmem.scales.start[None])
     assert ofv[0] == pytest.approx(NONMEM_OFV, abs=0.005)
-    phi = pd.read_csv(PHENO / "pheno_real.phi", sep=r"\s+", skiprows=1)
+    phi = pd.read_csv(pheno_files / "pheno_real.phi", sep=r"\s+", skiprows=1)
     np.testing.assert_allclose(per_subject[0], phi["OBJ"], atol=2e-4)
     eta, curvature = at_nonmem.modes(at_nonmem.scales.start)
     np.testing.assert_allclose(eta, phi[["ETA(1)", "ETA(2)"]], atol=2e-5)
@@ -101,10 +105,10 @@ def test_emcee_marginal_is_nonmems_objective(at_nonmem):
     assert -2 * log_likelihood - 155 * np.log(2 * np.pi) == pytest.approx(NONMEM_OFV, abs=0.005)
 
 
-def test_residual_table_matches_nonmems_table(at_nonmem):
+def test_residual_table_matches_nonmems_table(at_nonmem, pheno_files):
     """PRED, IPRED and CWRES (Hooker et al. 2007) against NONMEM's $TABLE output pheno_real.tab (five digits)."""
     table = residuals_at(at_nonmem, at_nonmem.scales.start)
-    nonmem = pd.read_csv(PHENO / "pheno_real.tab", sep=r"\s+", skiprows=1)
+    nonmem = pd.read_csv(pheno_files / "pheno_real.tab", sep=r"\s+", skiprows=1)
     nonmem = nonmem[nonmem["AMT"] == 0].reset_index(drop=True)  # observation records
     assert len(table) == len(nonmem) == 155
     np.testing.assert_array_equal(table["ID"], nonmem["ID"].astype(int))
