@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -142,8 +143,9 @@ def _posterior_curves(posterior: Posterior, grid: np.ndarray, n: int, seed) -> n
     """(n, len(grid)) predictions of the fitted output for ``n`` posterior draws."""
     parameters = posterior.parameters(n, seed)
     count = len(next(iter(parameters.values())))
-    return posterior.model.simulate(parameters, posterior.subject.regimen, grid,
-                                    posterior.subject.covariates or None)[posterior.output].reshape(count, -1)
+    covariates = _engine_covariates(posterior.subject.covariates)
+    curves = posterior.model.simulate(parameters, posterior.subject.regimen, grid, covariates)[posterior.output]
+    return curves.reshape(count, -1)
 
 
 def plot_probability_vs_dose(result: DoseResult, ax: Axes | None = None) -> Figure:
@@ -209,3 +211,8 @@ def plot_nomogram(table) -> Figure:
     if rows_name is None:
         left.set_yticks([])
     return figure
+
+
+def _engine_covariates(covariates):
+    """A covariate history (DataFrame) as it is; constants, or None when there are none."""
+    return covariates if isinstance(covariates, pd.DataFrame) else (covariates or None)

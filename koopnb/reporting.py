@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
@@ -196,7 +197,7 @@ def report(posterior, regimen: Regimen, target: Window | Sequence[Window], *, bo
     if not windows or not all(isinstance(w, Window) for w in windows):
         raise KoopnbError("the report's target must be a Window or a list of windows")
     model, subject = posterior.model, posterior.subject
-    covariates = subject.covariates or None
+    covariates = _covariates(subject)
     patient_distribution = posterior.to_distribution()
     chance = windows[0] if len(windows) == 1 else windows
 
@@ -272,7 +273,7 @@ def _curves(posterior, regimen: Regimen, recommended: Regimen | None):
     last = max([float(np.max(subject.times, initial=0.0)), regimen.end, subject.regimen.end]) + 24.0
     grid = np.linspace(0.0, last, CURVE_POINTS)
     parameters = posterior.parameters(CURVE_DRAWS, seed=0)
-    covariates = subject.covariates or None
+    covariates = _covariates(subject)
     curve = posterior.model.simulate(parameters, subject.regimen, grid, covariates)[posterior.output]
     low, median, high = np.quantile(curve, [(1 - BAND) / 2, 0.5, (1 + BAND) / 2], axis=0)
     forecast = None
@@ -301,6 +302,14 @@ def _pdf_table(page: Figure, y: float, caption: str, header: Sequence[str], rows
         y -= 0.019
         page.text(0.08, y, f"… and {len(rows) - 12} more rows (see the HTML report)", fontsize=8, va="top")
     return y - 0.03
+
+
+def _covariates(subject):
+    """The patient's covariates as the engine takes them: a history (DataFrame) as it is, constants or None."""
+    covariates = subject.covariates
+    if isinstance(covariates, pd.DataFrame):
+        return covariates
+    return covariates or None
 
 
 def _version() -> str:
