@@ -379,3 +379,11 @@ def test_a_comparison_of_a_branch_that_is_never_real_is_a_located_model_error():
     assert (error.line, error.column, error.message) == (
         3, 11, "this compares something that is not a real number in some case (the log or square root of something "
                "negative), which cannot be compared")
+
+
+def test_a_condition_holding_a_where_with_a_log_of_t_compiles_and_reports_at_simulation():
+    """sympy's own printer would simplify this condition by evaluating it at random points (log(0): ValueError)."""
+    model = kn.parse_model("k = 2.8 ~ 0.3\nd/dt(x) = -where(min(1e300, where(k > x, 1, log(t))) > 700, 0, k)*x\n"
+                           "conc = x\ndose x\n")
+    out = model.simulate({}, kn.Regimen([kn.Dose(1.0)]), [1.0])
+    assert out["conc"][0, 0] == pytest.approx(math.exp(-2.8), rel=1e-6)

@@ -154,9 +154,22 @@ def _lambdify(arguments: Sequence[sp.Symbol], expressions: Sequence[sp.Expr]) ->
 
 
 class _BroadcastingPrinter(NumPyPrinter):
-    """numpy code whose ``and``/``or`` broadcast: sympy prints ``logical_and.reduce((a, b))``, which fails when
-    ``a`` is a batch of parameter sets and ``b`` a scalar time (nested where() conditions); nested binary
-    ``logical_and(a, logical_and(b, c))`` broadcasts."""
+    """numpy code whose logic broadcasts and is printed as written.
+
+    sympy prints ``and``/``or`` as ``logical_and.reduce((a, b))``, which fails when ``a`` is a batch of parameter
+    sets and ``b`` a scalar time (nested where() conditions): nested binary ``logical_and(a, logical_and(b, c))``
+    broadcasts.  And sympy removes an if-then-else inside a condition with ``simplify_logic``, which evaluates the
+    expression at random points (slow, and a ValueError when one is the log of 0): ``numpy.where`` prints it.
+    """
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        conditions = ", ".join(self._print(arg.cond) for arg in expr.args)
+        values = ", ".join(self._print(arg.expr) for arg in expr.args)
+        return f"{self._module_format('numpy.select')}([{conditions}], [{values}], default={self._print(sp.nan)})"
+
+    def _print_ITE(self, expr: sp.ITE) -> str:
+        condition, then, otherwise = (self._print(arg) for arg in expr.args)
+        return f"{self._module_format('numpy.where')}({condition}, {then}, {otherwise})"
 
     def _print_And(self, expr: sp.And) -> str:
         return self._nested("logical_and", expr.args)
