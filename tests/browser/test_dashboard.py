@@ -37,14 +37,17 @@ WATCH_READOUT = """(index) => {
     // dose it shows: the readout's HTML is replaced when the kernel's new value arrives.
     const cell = document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')[index];
     const readout = [...cell.querySelectorAll('.widget-html-content')].find(e => e.innerText.includes('P(in'));
-    const watch = {input: null, inputs: 0, changes: [], dose: null, changed: null};
+    const shown = () => {
+        const match = readout.innerText.match(/dose ([0-9,.]+) mg;/);
+        return match && match[1].replaceAll(',', '');
+    };
+    const watch = {input: null, inputs: 0, changes: [], dose: shown(), changed: null};
     document.addEventListener('pointermove', event => {
         if (event.buttons) { watch.inputs += 1; if (watch.input === null) watch.input = performance.now(); }
     }, true);
     new MutationObserver(() => {
-        const match = readout.innerText.match(/dose ([0-9,.]+) mg;/);
         watch.changed = performance.now();
-        watch.dose = match && match[1].replaceAll(',', '');
+        watch.dose = shown();
         watch.changes.push([watch.changed, watch.dose]);
     }).observe(readout, {childList: true, subtree: true, characterData: true});
     window.__dashboard = watch;
