@@ -82,7 +82,7 @@ def single_updates(panel) -> list[tuple[str, np.ndarray]]:
     dose = timed(panel, set_value(panel.dose), np.linspace(250, 450, MOVES))
     interval = timed(panel, set_value(panel.interval), [12.0, 8.0, 6.0, 24.0] * 2)
     return [("readout after a window move", window), ("readout after a dose move", dose),
-            ("readout after an interval change (new shape)", interval), ("figure redraw", redraw)]
+            ("readout after an interval change (4 new shapes, then cached)", interval), ("figure redraw", redraw)]
 
 
 async def drag(panel, coalesce: bool, figure_each_time: bool) -> tuple[np.ndarray, int]:
