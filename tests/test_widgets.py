@@ -88,6 +88,9 @@ def test_optimise_button_shows_the_dose_and_its_probability(panel):
     assert "searched multiples of 10 mg from 80 to 1,280 mg" in panel.optimum.value
     assert "current 320 mg: P = " in panel.optimum.value
     assert bytes(panel.image.value) != figure_before and panel._figure[0].axes[2].get_visible()
+    panel.dose.value = 400.0  # the dose curve is redrawn with the new current dose, one optimum in its legend
+    legend = [text.get_text() for text in panel._figure[0].axes[2].get_legend().get_texts()]
+    assert legend == ["current 400 mg", f"optimum {result.dose:.0f} mg"]
     # the optimum is at least as good as the starting dose
     assert result.objective >= panel.probability_result.value - panel.probability_result.error
     panel.window.value = (70.0, 120.0)

@@ -68,6 +68,8 @@ FONTS = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.lab
          "ytick.labelsize": 10, "legend.fontsize": 10}
 """Points, at :data:`FIGURE_DPI`: readable at the figure's size on screen."""
 FIGURE_DPI = 80
+PANEL_SIZE = (4.2, 3.4)
+"""Inches of each panel of the figure."""
 ERROR_COLOUR = "#b91c1c"
 
 
@@ -358,10 +360,12 @@ class Dashboard(widgets.VBox):
             for axes in (curve, histogram, doses):
                 for artist in [*axes.lines, *axes.collections, *axes.patches]:
                     artist.remove()
+                axes.containers.clear()  # their artists are gone; left, they would stay in the legend
                 if axes.get_legend():
                     axes.get_legend().remove()
             self._draw_band(curve, metric, regimen, window)
             self._draw_histogram(histogram, metric, regimen, window)
+            _arrange(figure, [curve, histogram, doses] if self.result is not None else [curve, histogram])
             doses.set_visible(self.result is not None)
             if self.result is not None:
                 _draw_dose_curve(doses, self.result, float(self.dose.value), self.step)
@@ -388,12 +392,12 @@ class Dashboard(widgets.VBox):
 
     def _draw_histogram(self, axes, metric: Metric, regimen: Regimen, window: Window) -> None:
         values = self.exposures(metric, regimen)
-        density, edges = np.histogram(values, bins=np.linspace(0.0, self.window.max, HISTOGRAM_BINS + 1),
-                                      density=True)
+        top = max(self.window.max, float(np.quantile(values, 0.999)))  # a larger dose moves past the slider
+        density, edges = np.histogram(values, bins=np.linspace(0.0, top, HISTOGRAM_BINS + 1), density=True)
         axes.stairs(density, edges, fill=True, color="C0", alpha=0.6)  # one patch, not one per bin: faster
         axes.axvspan(window.low or 0.0, window.high if window.high is not None else self.window.max, color="C2",
                      alpha=0.2, label="window")
-        axes.set(xlabel=str(metric), ylabel="density", xlim=(0.0, self.window.max))
+        axes.set(xlabel=str(metric), ylabel="density", xlim=(0.0, top))
         axes.relim()
         axes.autoscale_view(scalex=False)
         axes.legend(loc="upper right")
@@ -518,10 +522,19 @@ def _draw_dose_curve(axes, result: DoseResult, current: float, step: float) -> N
 
 
 def _figure():
-    """Three panels side by side with fixed margins (a layout engine would cost more than the plotting)."""
-    figure = Figure(figsize=(12.0, 3.4), dpi=FIGURE_DPI)
-    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.17, top=0.96, wspace=0.28)
+    """Three panels; :func:`_arrange` places those shown (a layout engine would cost more than the plotting)."""
+    figure = Figure(figsize=(3 * PANEL_SIZE[0], PANEL_SIZE[1]), dpi=FIGURE_DPI)
     return figure, figure.subplots(1, 3)
+
+
+def _arrange(figure: Figure, shown: list) -> None:
+    """The figure as wide as the panels ``shown``, side by side with fixed margins in inches."""
+    width, height = PANEL_SIZE
+    figure.set_size_inches(len(shown) * width, height)
+    left, right, bottom, top = 0.75, 0.15, 0.6, 0.12
+    for i, axes in enumerate(shown):
+        axes.set_position([(i * width + left) / (len(shown) * width), bottom / height,
+                           (width - left - right) / (len(shown) * width), (height - bottom - top) / height])
 
 
 def _png(figure: Figure) -> bytes:
