@@ -31,8 +31,8 @@ from koopnb.expectation import ExpectationResult, expectation, probability
 from koopnb.inference import ConvergenceWarning, PopulationPosterior, Posterior, fit_individual, fit_population
 from koopnb.metrics import AUC, Cmax, Cmin, Conc, Target, TimeAbove, Window
 from koopnb.model import Model, parse_model
-from koopnb.optimize import DoseResult, optimize_dose, optimize_regimen
 from koopnb.nonmem import from_nonmem, nonmem_text
+from koopnb.optimize import DoseResult, optimize_dose, optimize_regimen
 from koopnb.regimen import Dose, Regimen
 from koopnb.scale import cohort, nomogram, simulate_ward, virtual_trial
 from koopnb.vpc import VPCResult, vpc
@@ -111,8 +111,8 @@ __all__ = [
     "from_nonmem",
     "load_ipython_extension",
     "models",
-    "nonmem_text",
     "nomogram",
+    "nonmem_text",
     "optimize_dose",
     "optimize_regimen",
     "parse_model",
