@@ -271,7 +271,6 @@ def test_the_dangerous_names_simulate_exactly_like_neutral_names():
     check_names_simulate_like_neutral_names(DANGEROUS)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("chunk", range(0, 800, 100))
 def test_every_numpy_and_python_name_simulates_exactly_like_neutral_names(chunk):
     if names := clashing_names()[chunk:chunk + 100]:
