@@ -37,8 +37,8 @@ def kernel_manager(directory: Path, python: str, extra_path: str | None) -> Kern
     return KernelManager(kernel_name="koopnb-test", kernel_spec_manager=specs)
 
 
-def test_there_are_five_tutorials():
-    assert [path.name[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_the_tutorials_are_there():
+    assert {"01", "02", "03", "04", "05", "08"} <= {path.name[:2] for path in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
