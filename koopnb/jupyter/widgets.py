@@ -196,7 +196,8 @@ class Dashboard(widgets.VBox):
             self.message,
             self.image,
         ])
-        self.update()
+        if self._readout():
+            self.redraw()  # the panel shows its figure from the start, not after a rest
 
     # -- what the controls say ------------------------------------------------------------------------
     def current_metric(self) -> Metric:
@@ -222,6 +223,11 @@ class Dashboard(widgets.VBox):
     # -- updates --------------------------------------------------------------------------------------
     def update(self) -> None:
         """Recompute the readout for the current controls now; the figure follows (see the module text)."""
+        if self._readout():
+            self._trailing.request()
+
+    def _readout(self) -> bool:
+        """The readout for the current controls; False (and the error in the panel) when they are wrong."""
         started = time.perf_counter()
         try:
             metric = self.current_metric()
@@ -235,10 +241,10 @@ class Dashboard(widgets.VBox):
             self.message.value = ""
         except KoopnbError as error:
             self.message.value = _error_html(error)
-            return
+            return False
         finally:
             self.elapsed = time.perf_counter() - started
-        self._trailing.request()
+        return True
 
     def redraw(self) -> None:
         """Draw the figure for the current controls now."""

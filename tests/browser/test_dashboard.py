@@ -82,7 +82,14 @@ def test_dashboard_renders_and_follows_the_window(lab: LabPage, dashboard_notebo
     assert outputs.locator(".widget-slider").count() >= 1
     assert outputs.locator("button", has_text="Optimise dose").count() == 1
     assert outputs.locator("img").count() >= 1
+    lab.page.wait_for_function(  # the figure is a drawn PNG, not an empty image
+        """(index) => {
+            const cell = document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')[index];
+            const image = cell && cell.querySelector('.jp-OutputArea img');
+            return image && image.complete && image.naturalWidth > 600;
+        }""", arg=PANEL, timeout=30_000)
     before = readout(lab)
+    image = outputs.locator("img").first.get_attribute("src")
 
     lab.run_cells([3])
     lab.page.wait_for_function(
@@ -97,6 +104,9 @@ def test_dashboard_renders_and_follows_the_window(lab: LabPage, dashboard_notebo
     after = readout(lab)
     assert after > before + 0.05  # the wider window (60..140) holds more patients than 80..120
     assert "in 60..140" in outputs.inner_text()
+    lab.page.wait_for_function(  # the figure (the window on the histogram) follows once the slider rests
+        """([index, before]) => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')[index]
+            .querySelector('.jp-OutputArea img').src !== before""", arg=[PANEL, image], timeout=30_000)
     lab.screenshot("dashboard")
 
 
