@@ -10,12 +10,19 @@ from scipy.stats import qmc
 from koopnb.errors import ExpectationError
 from koopnb.expectation.adaptive import Outcome, within
 
+MAX_DRAWS = 100_000_000
+"""Most Monte Carlo draws one expectation may take (drawn in chunks, so memory is not the limit: time is)."""
+
 
 def monte_carlo(f: Callable, sample: Callable[[int, np.random.Generator], dict], n: int, seed,
                 chunk: int) -> Outcome:
     """Plain Monte Carlo with n draws; error = standard error of the mean (Welford-free two-pass per chunk)."""
     if n < 2:
         raise ExpectationError("Monte Carlo needs n >= 2 draws to estimate its standard error")
+    if n > MAX_DRAWS:
+        raise ExpectationError(f"Monte Carlo with {n:,} draws is refused: at most {MAX_DRAWS:,} draws run in one "
+                               "call (minutes for a linear model; the Koopman rule reaches that accuracy with far "
+                               "fewer model evaluations)")
     rng = np.random.default_rng(seed)
     total, total_sq, count = 0.0, 0.0, 0
     for start in range(0, n, chunk):

@@ -126,12 +126,19 @@ def start_walkers(log_density: LogDensity, mode: np.ndarray, covariance: np.ndar
     raise FitError("the posterior is not finite around its mode, so the walkers cannot start")
 
 
+MAX_WALKER_STEPS = 20_000_000
+"""Most walkers × steps one chain may hold (8 bytes per parameter each: 160 MB per sampled parameter)."""
+
+
 def run_ensemble(log_density: LogDensity, initial: np.ndarray, steps: int, burn: int | None,
                  random_state: np.random.RandomState, progress: bool, label: str) -> Chain:
     """Run emcee (vectorised) for ``steps`` and keep the draws after burn-in."""
     walkers, k = initial.shape
     if steps < 10:
         raise FitError(f"steps must be at least 10, not {steps}")
+    if walkers * steps > MAX_WALKER_STEPS:
+        raise FitError(f"{walkers:,} walkers × {steps:,} steps is more than the {MAX_WALKER_STEPS:,} walker-steps "
+                       "one fit may keep in memory; use fewer walkers or steps")
     if burn is not None and not 0 <= burn < steps:
         raise FitError(f"burn must be between 0 and steps - 1 ({steps - 1}), not {burn}")
     sampler = EnsembleSampler(walkers, k, log_density, vectorize=True, moves=VectorisedStretchMove())
@@ -158,6 +165,8 @@ def default_walkers(k: int, walkers: int | None) -> int:
     if walkers is None:
         walkers = max(32, 4 * k)
         return walkers + walkers % 2
+    if walkers > MAX_WALKER_STEPS // 10:
+        raise FitError(f"{walkers:,} walkers is more than one fit may run (at most {MAX_WALKER_STEPS // 10:,})")
     if walkers < 2 * k + 2 or walkers % 2:
         raise FitError(f"walkers must be an even number of at least {2 * k + 2} for {k} sampled parameters, "
                        f"not {walkers}")
