@@ -152,7 +152,7 @@ def _occasions(model, rows: pd.DataFrame | None, occasions: str | None, regimen:
     bad = ~np.isfinite(occ) | (occ != np.round(occ))
     if bad.any():
         raise DataError(f"{who}: OCC at {rows['TIME'].iloc[int(np.flatnonzero(bad)[0])]:g} h is "
-                        f"{rows['OCC'].iloc[int(np.flatnonzero(bad)[0])]!r}, not a whole number", column="OCC")
+                        f"{_plain(rows['OCC'].iloc[int(np.flatnonzero(bad)[0])])}, not a whole number", column="OCC")
     if np.any(np.diff(occ) < 0):
         back = int(np.flatnonzero(np.diff(occ) < 0)[0]) + 1
         raise DataError(f"{who}: OCC goes back from {occ[back - 1]:g} to {occ[back]:g} at "
@@ -242,12 +242,12 @@ def _histories(source, who: str, names: tuple[str, ...]) -> dict[str, tuple[np.n
         try:
             values = np.asarray(raw, dtype=float)
         except (TypeError, ValueError):
-            raise DataError(f"covariate {name!r} of {who} is {raw[0]!r}, not a number", column=name) from None
+            raise DataError(f"covariate {name!r} of {who} is {_plain(raw[0])}, not a number", column=name) from None
         bad = ~np.isfinite(values)
         if bad.any():
             at = f" at {times[int(np.flatnonzero(bad)[0])]:g} h" if len(times) > 1 else ""
             raise DataError(f"covariate {name!r} of {who} is not a finite number{at} "
-                            f"({values[bad][0]!r})", column=name)
+                            f"({_plain(values[bad][0])})", column=name)
         found[name] = (times, values)
     return found
 
@@ -266,7 +266,8 @@ def _checked(model, subject: Subject, output: str) -> Subject:
     for kind, array, column in (("time", times, "TIME"), ("observation", values, "DV")):
         bad = np.flatnonzero(~np.isfinite(array))
         if bad.size:
-            raise DataError(f"{who}: {kind} {bad[0] + 1} is not a finite number ({array[bad[0]]!r})", column=column)
+            raise DataError(f"{who}: {kind} {bad[0] + 1} is not a finite number ({_plain(array[bad[0]])})",
+                            column=column)
     if np.any(times < 0):
         first = np.flatnonzero(times < 0)[0]
         raise DataError(f"{who}: observation time {times[first]:g} h is negative", column="TIME")
@@ -305,3 +306,10 @@ def _list(ids) -> str:
     shown = ", ".join(map(str, list(ids)[:5]))
     return shown + (", ..." if len(ids) > 5 else "")
 
+
+
+def _plain(value) -> str:
+    """A value as the user typed it: 4, 2.5, nan, 'abc' — never np.float64(nan)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
