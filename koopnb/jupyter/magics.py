@@ -21,7 +21,7 @@ import pandas as pd
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import display
+from IPython.display import HTML, display
 
 from koopnb import cards
 from koopnb.data import read_nonmem, subjects
@@ -210,6 +210,42 @@ class KoopnbMagics(Magics):
         if args.output:
             self.shell.user_ns[args.output] = result
         display(cards.dose_bundle(result), raw=True)
+
+    @line_magic
+    @magic_arguments()
+    @argument("posterior", help="variable holding the patient's posterior (from %%pkfit or kn.fit_individual)")
+    @argument("--regimen", required=True, help='the current regimen, e.g. "320 mg po q24h x3"')
+    @argument("--window", required=True, help='the target, e.g. "auc(0, 24) in 400..600"')
+    @argument("--bounds", default=None, help="search the dose in LOW..HIGH (default a quarter to 4 times the dose)")
+    @argument("--step", type=float, default=None, help="only multiples of this dose (tablet or vial size)")
+    @argument("--citation", default="", help="the model's source, printed on the report")
+    @argument("--unit", default="", help='concentration unit for the plot and levels, e.g. "mg/L"')
+    @argument("--save", default=None, metavar="PATH", help="also write the report to PATH (.pdf or .html)")
+    @argument("-o", "--output", default=None, help="variable the report is bound to")
+    def pkreport(self, line: str) -> None:
+        """The one-page dosing report for --regimen and the recommended dose within --bounds: shown here, and
+        written to --save as PDF or HTML."""
+        from koopnb.reporting import report
+
+        args = _parse(self.pkreport, line)
+        posterior = self._variable(args.posterior, "a patient's posterior")
+        if not hasattr(posterior, "subject") or not hasattr(posterior, "to_distribution"):
+            raise UsageError(f"{args.posterior!r} is a {type(posterior).__name__}, not a patient's posterior")
+        with user_errors():
+            regimen = Regimen.parse(args.regimen)
+            window = parse_window(args.window)
+            first = regimen.doses[0].amount if regimen.doses else 0.0
+            bounds = (parse_bounds(args.bounds) if args.bounds is not None
+                      else (first / DOSE_RANGE, first * DOSE_RANGE))
+            if None in bounds:
+                raise UsageError(f"--bounds needs both ends, LOW..HIGH, not {args.bounds!r}")
+            page = report(posterior, regimen, window, bounds=bounds, step=args.step, citation=args.citation,
+                          concentration_unit=args.unit)
+            if args.save:
+                page.save(args.save)
+        if args.output:
+            self.shell.user_ns[args.output] = page
+        display(HTML(page.html))
 
     @line_magic
     @magic_arguments()
