@@ -38,7 +38,7 @@ def kernel_manager(directory: Path, python: str, extra_path: str | None) -> Kern
 
 
 def test_the_tutorials_are_there():
-    assert {"01", "02", "03", "04", "05", "08"} <= {path.name[:2] for path in NOTEBOOKS}
+    assert {"01", "02", "03", "04", "05", "06", "07", "08"} <= {path.name[:2] for path in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
