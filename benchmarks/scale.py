@@ -14,8 +14,9 @@ AUC(120, 144) in 400..600 mg·h/L and the trough at 144 h below 20 mg/L, three c
 The model adds the paper's weight effect to notebook 04's text: central volume 58.4 L × weight / 70 kg.
 
 Each job set runs serially in this process (the reference), then on a LocalCluster of single-threaded worker
-processes (1 and 2 workers) and, for the choice of ``client=None``, on a LocalCluster of 2 threads in one
-process.  Cluster start-up is timed separately.  Every cluster table is checked equal to the serial one.
+processes (1 and 2 workers, configured as ``client=None`` configures them) and, for the choice of
+``client=None``, on a LocalCluster of 2 threads in one process.  Cluster start-up is timed separately.  Every
+cluster table is checked equal to the serial one.
 Speed-up = serial / cluster time; efficiency = speed-up / workers.
 
 Cost model (a projection, not a measurement): time ≈ per-job time × jobs / workers + per-task overhead ×
@@ -38,6 +39,7 @@ import pandas as pd
 from distributed import Client, LocalCluster
 
 import koopnb as kn
+from koopnb.scale.execution import worker_environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VANCOMYCIN = """
@@ -103,8 +105,9 @@ def measure(job: str, run, n_jobs: int) -> list[dict]:
                                       ("LocalCluster, threads", 2, False)):
         started = time.perf_counter()
         where = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process, not over TCP
-        with LocalCluster(n_workers=workers if processes else 1, threads_per_worker=1 if processes else workers,
-                          processes=processes, dashboard_address=None, **where) as cluster, Client(cluster) as client:
+        with worker_environment(), LocalCluster(n_workers=workers if processes else 1,
+                                                threads_per_worker=1 if processes else workers, processes=processes,
+                                                dashboard_address=None, **where) as cluster, Client(cluster) as client:
             startup = time.perf_counter() - started
             started = time.perf_counter()
             table = run(client)
