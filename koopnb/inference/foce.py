@@ -41,6 +41,7 @@ import scipy.optimize
 from koopnb.distributions import MvLogNormal
 from koopnb.errors import FitError
 from koopnb.inference.likelihood import Exponential, log_likelihood, residual_error
+from koopnb.inference.modes import conditional_modes
 from koopnb.inference.posterior import PopulationPosterior, Posterior
 from koopnb.inference.simulation import StackedSubjects
 
@@ -389,30 +390,7 @@ class _Inner:
     def solve(self, eta: np.ndarray) -> tuple[np.ndarray, _InnerState]:
         """Damped Gauss–Newton from ``eta`` (rows, r) to each row's conditional mode."""
         problem = self.problem
-        state = self.evaluate(eta, np.arange(len(eta)))
-        scale = np.ones(len(eta))
-        active = np.isfinite(state.objective)
-        for _ in range(problem.MAX_ITERATIONS):
-            rows = np.flatnonzero(active)
-            if rows.size == 0:
-                break
-            newton = np.linalg.solve(state.curvature[rows], state.gradient[rows][..., None])[..., 0]
-            # Newton decrement: within ½gᵀH⁻¹g of the maximum — stop when that is negligible.
-            done = 0.5 * np.einsum("br,br->b", state.gradient[rows], newton) < problem.MODE_TOLERANCE
-            active[rows[done]] = False
-            rows, newton = rows[~done], newton[~done]
-            if rows.size == 0:
-                break
-            step = np.clip(newton, -2, 2) * scale[rows, None]
-            candidate = self.evaluate(eta[rows] + step, rows)
-            better = np.isfinite(candidate.objective) & (candidate.objective >= state.objective[rows] - 1e-12)
-            accepted = rows[better]
-            eta[accepted] += step[better]
-            state.update(accepted, candidate, better)
-            scale[accepted] = 1.0
-            scale[rows[~better]] /= 4
-            active[rows[scale[rows] < 1e-8]] = False
-        return eta, state
+        return conditional_modes(self.evaluate, eta, problem.MAX_ITERATIONS, problem.MODE_TOLERANCE, 1e-8)
 
     def predictions(self, eta: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictions f (rows, T) and their Jacobian ∂f/∂η (rows, T, r) by forward differences."""

@@ -32,6 +32,7 @@ from koopnb.distributions import Distribution, Joint, LogNormal, TruncatedNormal
 from koopnb.errors import FitError
 from koopnb.inference.foce import fit_maximum_likelihood, objective_value, observation_derivatives
 from koopnb.inference.likelihood import log_likelihood, residual_error
+from koopnb.inference.modes import conditional_modes
 from koopnb.inference.posterior import PopulationPosterior, Posterior
 from koopnb.inference.sampler import (
     default_walkers,
@@ -231,29 +232,7 @@ class PopulationProblem:
         else:
             eta = np.tile(self.eta_start, (batch, 1))
             eta[:, :self.random.size] = np.tile(self.psi_start, (batch, 1)) - log_typical[:, self.random]
-        state = inner.evaluate(eta, np.arange(len(eta)))
-        scale = np.ones(len(eta))
-        active = np.isfinite(state.objective)
-        for _ in range(self.MAX_ITERATIONS):
-            rows = np.flatnonzero(active)
-            if rows.size == 0:
-                break
-            newton = np.linalg.solve(state.curvature[rows], state.gradient[rows][..., None])[..., 0]
-            # Newton decrement: the objective is within ½ gᵀH⁻¹g of its maximum, so stop when that is tiny.
-            done = 0.5 * np.einsum("br,br->b", state.gradient[rows], newton) < self.tolerance
-            active[rows[done]] = False
-            rows, newton = rows[~done], newton[~done]
-            if rows.size == 0:
-                break
-            step = np.clip(newton, -2, 2) * scale[rows, None]
-            candidate = inner.evaluate(eta[rows] + step, rows)
-            better = np.isfinite(candidate.objective) & (candidate.objective >= state.objective[rows] - 1e-12)
-            accepted = rows[better]
-            eta[accepted] += step[better]
-            state.update(accepted, candidate, better)
-            scale[accepted] = 1.0
-            scale[rows[~better]] /= 4
-            active[rows[scale[rows] < 1e-6]] = False
+        eta, state = conditional_modes(inner.evaluate, eta, self.MAX_ITERATIONS, self.tolerance, 1e-6)
         if details:
             return eta, (state.objective, state.curvature)
         return eta.reshape(batch, n_s, n_r)[0] if batch == 1 else eta, None
