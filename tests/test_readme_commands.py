@@ -47,8 +47,10 @@ def test_dev_sh_lab_serves_the_notebooks_on_loopback_and_stops_on_ctrl_c(tmp_pat
     env = {k: v for k, v in os.environ.items() if k not in ("JUPYTER_TOKEN", "DISPLAY", "KOOPNB_LAB_IP")}
     env["KOOPNB_LAB_PORT"] = str(port)
     with open(log, "wb") as out:
+        # Ctrl-C must work even when this test runs under a shell that ignores SIGINT (a background CI job).
         lab = subprocess.Popen(["bash", "dev.sh", "lab"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                               stdout=out, stderr=subprocess.STDOUT)
+                               stdout=out, stderr=subprocess.STDOUT,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + STARTUP
         url = None

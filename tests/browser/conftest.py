@@ -54,9 +54,12 @@ def lab_server(lab_base: Path, lab_env: dict[str, str]) -> Iterator[LabServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's headless Chromium, driven by Playwright (installed with apt-get when missing)."""
+    """Debian's headless Chromium, driven by Playwright (installed with apt-get when missing).
+
+    One per test module: Playwright's synchronous API keeps an asyncio loop running in the main thread while it
+    is open, and tests after the browser tests (widgets under a kernel-like event loop) must not inherit it."""
     executable = ensure_chromium()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(executable), headless=True, args=CHROMIUM_ARGS)
