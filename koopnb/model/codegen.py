@@ -147,7 +147,7 @@ def _broadcasting(function: Callable, count: int) -> Callable:
 def _lambdify(arguments: Sequence[sp.Symbol], expressions: Sequence[sp.Expr]) -> Callable:
     # Neutral names: a user's 'select' or 'minimum' would otherwise shadow numpy's in the generated code.
     neutral = {argument: sp.Symbol(f"_arg{i}", real=True) for i, argument in enumerate(arguments)}
-    renamed = [sp.sympify(expression).xreplace(neutral) for expression in expressions]
+    renamed = [_as_sympy(expression).xreplace(neutral) for expression in expressions]
     function = sp.lambdify(list(neutral.values()), renamed, modules="numpy", cse=True, printer=_BroadcastingPrinter(
         {"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True, "user_functions": {}}))
     return _broadcasting(function, len(expressions))
@@ -288,3 +288,13 @@ def _triangular_blocks(jac: Sequence[sp.Expr], n: int) -> tuple[tuple[int, ...],
     pattern = csr_matrix(np.array([[jac[i * n + j] != 0 for j in range(n)] for i in range(n)], dtype=int))
     count, labels = connected_components(pattern, directed=True, connection="strong")
     return tuple(tuple(int(i) for i in np.flatnonzero(labels == c)) for c in range(count))
+
+
+def _as_sympy(expression) -> sp.Expr:
+    """A derived expression (sympy already) or a plain number the code generator put in a list (0 for an empty
+    derivative, say) as a sympy object; model text never reaches here."""
+    if isinstance(expression, sp.Basic):
+        return expression
+    if isinstance(expression, bool | int | np.integer):
+        return sp.Integer(int(expression))
+    return sp.Float(float(expression))
