@@ -100,3 +100,34 @@ def test_everything_else_is_left_to_the_general_path(text, regimen, covariates):
     assert closed_form_auc(model, "conc", 0, 48, {}, regimen, covariates) is None
     value = kn.AUC(0, 48).evaluate(model, {}, regimen, covariates)
     assert np.all(np.isfinite(value)) and value[0] > 0
+
+
+def test_a_zero_eigenvalue_by_chance_goes_to_the_general_solver():
+    model = kn.parse_model(ORAL)
+    regimen = kn.Regimen.parse("320 mg po q12h x2")
+    params = {"ka": np.array([1.5, 1.5]), "CL": np.array([2.8, 0.0]), "V": 31.5}  # CL = 0: eigenvalue 0
+    fast = kn.AUC(6, 30).evaluate(model, params, regimen)
+    np.testing.assert_allclose(fast, kn.AUC(6, 30).general(model, params, regimen), rtol=1e-12)
+    # No elimination: conc = D (1 − e^{-ka (t − s)})/V per dose s, integrated over [6, 30] in closed form.
+    ka, v = 1.5, 31.5
+    exact = sum(320 / v * ((30 - s) - (6 - min(s, 6)) + (np.exp(-ka * (30 - s)) - np.exp(-ka * max(6 - s, 0))) / ka)
+                for s in (0, 12))
+    assert fast[1] == pytest.approx(exact, rel=1e-12)
+
+
+def test_a_constant_zero_eigenvalue_is_taken_by_the_closed_form():
+    model = kn.parse_model("""
+ka = 1.5 [1/h] ~ 0.6
+V  = 31.5 [L] ~ 0.15
+d/dt(depot)   = -ka*depot
+d/dt(central) =  ka*depot
+conc = central / V
+dose depot
+""")
+    regimen = kn.Regimen.parse("320 mg po")
+    params = _sample(model, 1000)
+    fast = closed_form_auc(model, "conc", 2, 24, params, regimen, None)
+    assert fast is not None
+    ka, v = params["ka"], params["V"]
+    exact = 320 / v * (22 + (np.exp(-ka * 24) - np.exp(-ka * 2)) / ka)
+    np.testing.assert_allclose(fast, exact, rtol=1e-12)

@@ -18,6 +18,7 @@ states, solver options — goes to the general path, and so do the parameter set
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,76 +46,85 @@ def closed_form_auc(model, output: str, t0: float, t1: float, params, regimen, c
         return None
     args = model.arguments(params, covariates)
     batch = len(args[0]) if args else 1
-    times = np.array([dose.time for dose in regimen.doses])
-    doses = _Doses(states, dosed, np.array([dose.amount for dose in regimen.doses]),
-                   np.maximum(t0 - times, 0.0), np.maximum(t1 - times, 0.0) - np.maximum(t0 - times, 0.0))
+    doses = _Doses.of(regimen, states, dosed, t0, t1)
     auc, usable = np.empty(batch), np.empty(batch, dtype=bool)
-    # Chunks keep every temporary in cache: one pass over 10⁵ sets allocates and faults in megabytes per step.
+    # Chunks keep every temporary small: on a whole batch of 10⁵ sets each one is a fresh mapping of
+    # megabytes whose pages fault in at first touch, which costs more than the arithmetic.
     for low in range(0, batch, CHUNK):
         rows = slice(low, min(low + CHUNK, batch))
-        auc[rows], usable[rows] = _chunk(responses, [a[rows] for a in args], rows.stop - rows.start, doses)
-    if responses.has_offset:
-        auc += _offset(responses, args, batch) * (t1 - t0)
+        _chunk(responses, [a[rows] for a in args], doses, t1 - t0, auc[rows], usable[rows])
     if not usable.all():
         return _fill(model, output, t0, t1, params, regimen, covariates, auc, ~usable, batch)
     return auc
 
 
 CHUNK = 8192
-"""Parameter sets per pass of the closed form."""
+"""Parameter sets per pass of the closed form (64 kB per temporary: below glibc's default 128 kB mmap threshold)."""
 
 
 @dataclass(frozen=True)
 class _Doses:
-    """The boluses as the closed form reads them: state index per dose, the dosed states, amounts, and where
-    each dose's response enters [t0, t1]: ``start`` (h after the dose) and ``length`` (h)."""
+    """The boluses as the closed form reads them, merged into groups that share a dosed state and the stretch
+    of their response inside [t0, t1]: ``start`` (G,), h after the dose when the window opens; ``length`` (G,),
+    h of the response inside the window; ``amounts`` (len(dosed), G), the summed amount of each group in the
+    row of its dosed state (0 elsewhere).  Doses given at or after t1 add nothing and are left out."""
 
-    states: list[int]
-    dosed: tuple[int, ...]
-    amounts: np.ndarray
     start: np.ndarray
     length: np.ndarray
+    amounts: np.ndarray
+
+    @classmethod
+    def of(cls, regimen, states: list[int], dosed: tuple[int, ...], t0: float, t1: float) -> _Doses:
+        groups: dict[tuple[float, float], np.ndarray] = {}
+        for dose, state in zip(regimen.doses, states, strict=True):
+            start = max(t0 - dose.time, 0.0)
+            length = max(t1 - dose.time, 0.0) - start
+            if length > 0:
+                amounts = groups.setdefault((start, length), np.zeros(len(dosed)))
+                amounts[dosed.index(state)] += dose.amount
+        stretches = np.array(list(groups), dtype=float).reshape(-1, 2)
+        return cls(stretches[:, 0], stretches[:, 1], np.array(list(groups.values())).reshape(-1, len(dosed)).T)
 
 
-def _chunk(responses, args: list[np.ndarray], batch: int, doses: _Doses) -> tuple[np.ndarray, np.ndarray]:
-    """AUC (batch,) of one chunk of parameter sets, and which of them the closed form may take."""
+def _chunk(responses, args: list[np.ndarray], doses: _Doses, width: float, auc: np.ndarray,
+           usable: np.ndarray) -> None:
+    """Write the AUC of one chunk of parameter sets into ``auc`` (batch,) and into ``usable`` (batch,) which
+    of them the closed form may take."""
     with np.errstate(divide="ignore", invalid="ignore"):  # sets with equal eigenvalues: flagged below
         table = responses.rows(args)
     n, pairs = responses.n, responses.pairs
-    lam = [np.broadcast_to(np.asarray(value, dtype=float), (batch,)) for value in table[:n]]
-    first_gap = n
+    lam = table[:n]  # (batch,) arrays, or floats where an eigenvalue does not depend on the parameters
     first_check = n + n * (n - 1) // 2
     first_coefficient = first_check + 2 * pairs
     # The closed form needs what the general solver checks: eigenvalues apart by more than its confluence gap
     # and, for two-state blocks, a real spectrum with a non-positive trace.
-    scale = np.max(np.abs(lam), axis=0)
-    usable = np.ones(batch, dtype=bool)
-    for gap in table[first_gap:first_check]:
-        usable &= np.abs(gap) > CONFLUENT_GAP * scale
+    usable[...] = True
+    if n > 1:
+        scale = CONFLUENT_GAP * functools.reduce(np.maximum, [np.abs(value) for value in lam])
+        for gap in table[n:first_check]:
+            usable &= np.abs(gap) > scale
     for half_trace, discriminant in zip(table[first_check:first_coefficient:2],
                                         table[first_check + 1:first_coefficient:2], strict=True):
-        usable &= (np.asarray(half_trace) <= 0) & (np.asarray(discriminant) >= 0)
+        usable &= (half_trace <= 0) & (discriminant >= 0)
+    auc[...] = table[-1] * width if responses.has_offset else 0.0
+    if not doses.length.size:
+        return
     decayed = bool(np.any(doses.start > 0))
-    auc = np.zeros(batch)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for k in range(n):  # modes (at most MAX_STATES), each for the whole chunk and every dose at once
-            rate = lam[k][:, None]
-            # ∫ e^{λτ} over [a, a + L] = e^{λa} expm1(λL)/λ, and L where λ = 0.
-            integral = np.expm1(rate * doses.length) / rate
-            if np.any(rate == 0):
-                integral = np.where(rate == 0, doses.length, integral)
+    with np.errstate(divide="ignore", invalid="ignore"):  # NaN/inf where the checks above fail
+        for k in range(n):  # modes (at most MAX_STATES), each for the whole chunk and every dose group at once
+            rate = np.atleast_1d(lam[k])  # (batch,), or (1,) for an eigenvalue that does not depend on the parameters
+            # ∫ e^{λτ} over [a, a + L] = e^{λa} expm1(λL)/λ, and L where λ = 0; (groups, batch), so that the sum over
+            # groups below is one vector-matrix product (numpy's matmul of a (batch, 1) matrix is 8× slower).
+            integral = np.multiply.outer(doses.length, rate)
+            np.expm1(integral, out=integral)
+            integral /= rate
+            if rate.size == 1 and rate[0] == 0:  # a constant zero eigenvalue (no elimination); a set whose
+                integral[...] = doses.length[:, None]  # eigenvalue is 0 only by chance gets NaN: solved in general
             if decayed:  # doses before t0: the curve has decayed by e^{λa} when the window opens
-                integral = integral * np.exp(rate * doses.start)
-            for i, state in enumerate(doses.dosed):
-                given = [d for d, s in enumerate(doses.states) if s == state]
-                weight = np.asarray(table[first_coefficient + i * n + k], dtype=float)
-                auc += weight * (integral[:, given] @ doses.amounts[given])
-    return auc, usable
-
-
-def _offset(responses, args: list[np.ndarray], batch: int) -> np.ndarray:
-    """c₀ (batch,), the output's value at zero state, from the last row of the table."""
-    return np.broadcast_to(np.asarray(responses.rows(args)[-1], dtype=float), (batch,))
+                integral *= np.exp(np.multiply.outer(doses.start, rate))
+            for i, amounts in enumerate(doses.amounts):
+                auc += table[first_coefficient + i * n + k] * np.dot(amounts, integral)
+    usable &= np.isfinite(auc)
 
 
 def _plain(model, regimen, covariates) -> bool:
