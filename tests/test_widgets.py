@@ -246,3 +246,40 @@ def test_covariates_reach_every_number_of_the_panel():
     assert heavy.expectation_result.value == pytest.approx(median * np.exp(0.3**2 / 2), rel=1e-3)
     with pytest.raises(kn.KoopnbError, match="WGT"):
         dashboard(model, model.prior(), "500 mg iv", "auc(0, 2000)", covariates={"WGT": 110})
+
+
+SATURABLE = """
+Vmax = 20 [mg/h] ~ 0.3
+Km   = 4  [mg/L] ~ 0.5
+V    = 49 [L]
+d/dt(central) = -Vmax*(central/V)/(Km + central/V)
+conc = central / V
+dose central
+"""
+
+
+@pytest.mark.slow
+def test_a_nonlinear_readout_follows_the_slider_from_its_dose_table_within_its_error():
+    """Michaelis–Menten elimination: exposure is not proportional to the dose, so the readout comes from the
+    draws (interpolated between the dose table's simulated doses while the slider moves, simulated at the
+    dose once the figure is drawn).  Both agree with a tight quadrature within their reported errors."""
+    model = kn.parse_model(SATURABLE, name="saturable")
+    panel = dashboard(model, model.prior(), "500 mg iv", "auc(0, 48)", window=(150, 300))
+    panel._trailing.work = lambda: None  # the readout alone, as during a drag
+    assert len(panel._tables) == 1  # built with the panel: the first move does not wait for it
+    checked = 0
+    for dose in (380.0, 650.0):
+        panel.dose.value = dose
+        live, mean = panel.probability_result, panel.expectation_result
+        assert "interpolated between 13 simulated doses" in live.rule and live.n_evals == 0
+        regimen = kn.Regimen.parse(f"{dose:g} mg iv")
+        exact = kn.probability(kn.Window(kn.AUC(0, 48), 150, 300), model, regimen, model.prior(), rtol=0, atol=1e-6)
+        expected = kn.expectation(kn.AUC(0, 48), model, regimen, model.prior(), rtol=1e-7)
+        assert 0 < exact.value < 1 and abs(live.value - exact.value) <= 3 * live.error, (dose, live, exact)
+        assert abs(mean.value - expected.value) <= 3 * mean.error, (dose, mean, expected)
+        assert live.error < 0.02 and mean.error < 0.01 * mean.value
+        checked += 1
+        panel.redraw()  # the figure simulates the draws at this dose; the readout then uses them
+        assert "simulated at this dose" in panel.probability_result.rule
+        assert abs(panel.probability_result.value - exact.value) <= 3 * panel.probability_result.error
+    assert checked == 2 and "1,024 draws" in panel.readout.value
