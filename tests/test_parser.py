@@ -184,10 +184,12 @@ d/dt(x) = -x
     assert spec.outputs == ()
 
 
-def test_unit_text_is_kept_verbatim_apart_from_surrounding_blanks():
-    spec = parse_spec("V = 31.5 [ L per 70 kg (µ) ] ~ 0.1\nd/dt(x) = -x/V")
-    assert spec.units == {"V": "L per 70 kg (µ)"}
-    assert spec.parameters[0].unit == "L per 70 kg (µ)"
+def test_unit_text_is_kept_as_written_on_the_parameter_and_normalised_in_units():
+    spec = parse_spec("k = 0.1 [ 1/hr ] ~ 0.1\nd/dt(x) = -k*x")
+    assert spec.units == {"k": "1/h"}
+    assert spec.parameters[0].unit == "1/hr"
+    with pytest.raises(ModelError, match=r"line 1, column 12: unknown unit 'L/hx' of 'V'"):
+        parse_spec("V = 31.5 [ L/hx ] ~ 0.1\nd/dt(x) = -x/V")
 
 
 def test_cv_and_sd_of_the_log():

@@ -17,6 +17,7 @@ from koopnb.expectation.preintegration import NotMonotone, window_probability
 from koopnb.expectation.result import ExpectationResult
 from koopnb.expectation.sampling import monte_carlo, randomized_qmc
 from koopnb.metrics import Metric, Window
+from koopnb.units import result_unit
 
 RULES = ("auto", "tensor", "smolyak", "cubature", "preintegration", "qmc")
 TENSOR_MAX_DIM = 6
@@ -89,7 +90,8 @@ def expectation(g, model, regimen, dist: Distribution, method: str = "koopman", 
         n_evals=integrand.n_evals, method=method, converged=bool(converged),
         elapsed=time.perf_counter() - started, rule="; ".join(dict.fromkeys(rules)),
         label=labels[0] if single else labels, history=tuple(history), warnings=tuple(dict.fromkeys(warnings)),
-        orders=outcomes[0][1].orders if len(outcomes) == 1 else (), quantity=items[0] if single else tuple(items))
+        orders=outcomes[0][1].orders if len(outcomes) == 1 else (), quantity=items[0] if single else tuple(items),
+        unit=result_unit(model, items[0] if single else tuple(items), regimen))
 
 
 def probability(window, model, regimen, dist: Distribution, **options) -> ExpectationResult:

@@ -20,7 +20,10 @@ class ExpectationResult:
     ``history`` holds one ``(n_evals, value, error)`` row per level, for convergence plots.  ``orders`` are the
     points per direction of the final tensor rule when one tensor rule answered (else empty).  ``quantity``
     is what was integrated: the Metric, Window, AllWindows or function (a tuple of them for a list), so that
-    display reads the metric and the window's bounds from it rather than from ``label``.
+    display reads the metric and the window's bounds from it rather than from ``label``.  ``unit`` is the unit of
+    ``value`` as text for people ("mg·h/L" for an AUC of a mg / L / h model, "mg/L" for a concentration, "h" for
+    a time above a level), None for a probability or when the model's units leave it unknown (a tuple of them
+    for a list of quantities); see :func:`koopnb.units.metric_unit`.
     """
 
     value: float | np.ndarray
@@ -35,6 +38,7 @@ class ExpectationResult:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     orders: tuple[int, ...] = ()
     quantity: object = None
+    unit: str | tuple[str | None, ...] | None = None
 
     def __float__(self) -> float:
         return float(self.value)
@@ -68,7 +72,8 @@ class ExpectationResult:
                 "value": np.asarray(self.value).tolist(), "error": np.asarray(self.error).tolist(),
                 "n_evals": int(self.n_evals), "method": self.method, "rule": self.rule,
                 "converged": bool(self.converged), "elapsed": float(self.elapsed),
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings),
+                "unit": list(self.unit) if isinstance(self.unit, tuple) else self.unit}
 
 
 def _label_text(label) -> str:

@@ -73,8 +73,10 @@ from koopnb.model.spec import (
     ErrorModel,
     ModelSpec,
     Parameter,
+    Written,
     symbol,
 )
+from koopnb.units import check_units
 
 FUNCTIONS = ("exp", "log", "sqrt", "abs", "min", "max", "where")
 """The functions an expression may call."""
@@ -153,6 +155,7 @@ class _Expression:
 
     value: sp.Expr
     references: tuple[_Reference, ...]
+    written: Written
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ class _Reader:
         self.constants: dict[str, float] = {}
         self.covariates: list[Covariate] = []
         self.units: dict[str, str] = {}
+        self.unit_places: dict[str, tuple[int, int]] = {}
         self.derived: dict[str, _Expression] = {}
         self.rhs: dict[str, _Expression] = {}
         self.initial: dict[str, tuple[_Expression, int]] = {}
@@ -250,7 +254,7 @@ class _Reader:
     def _read_parameter(self, statement: Statement, name: str, at: int, number: re.Match) -> None:
         text = statement.text
         typical = _number_value(statement, number)
-        unit, i = _read_unit(statement, number.end())
+        unit, i, place = _read_unit(statement, number.end())
         omega = iov = 0.0
         bounds = None
         fixed = False
@@ -282,6 +286,7 @@ class _Reader:
             self.parameters.append(Parameter(name, typical, unit, omega, statement.at(at)[0], iov, bounds))
         if unit is not None:
             self.units[name] = unit
+            self.unit_places[name] = statement.at(place)
 
     def _read_covariate(self, statement: Statement) -> None:
         text = statement.text
@@ -295,7 +300,7 @@ class _Reader:
         if number is None:
             raise statement.error(f"the reference value of covariate '{name}' must be a number", start)
         reference = _number_value(statement, number)
-        unit, i = _read_unit(statement, number.end())
+        unit, i, place = _read_unit(statement, number.end())
         if text.startswith("~", i):
             raise statement.error(f"covariate '{name}' cannot have IIV; its values come from the data", i)
         _expect_end(statement, i, f"the reference value of covariate '{name}'")
@@ -303,6 +308,7 @@ class _Reader:
         self.covariates.append(Covariate(name, reference, unit, statement.at(at)[0]))
         if unit is not None:
             self.units[name] = unit
+            self.unit_places[name] = statement.at(place)
 
     def _read_derivative(self, statement: Statement) -> None:
         header = _DERIVATIVE.match(statement.text)
@@ -430,7 +436,10 @@ class _Reader:
         builder = _ExpressionBuilder(statement, source)
         value = builder.build(tree.body)
         self.uses.extend(_Use(r.name, r.line, r.column, "reference") for r in builder.references)
-        return _Expression(value, tuple(builder.references))
+        first = _BLANKS.match(statement.text, start).end()
+        written = Written(statement.text[first:end].strip(" \t"), _written(tree.body, source),
+                          *statement.at(first))
+        return _Expression(value, tuple(builder.references), written)
 
 
 def _parse(statement: Statement, start: int, end: int, after: str) -> tuple[ast.Expression, ExpressionSource]:
@@ -451,12 +460,13 @@ def _number_value(statement: Statement, number: re.Match) -> float:
     return check_number(statement, re.sub(r"[ \t]", "", number.group()), number.start())
 
 
-def _read_unit(statement: Statement, i: int) -> tuple[str | None, int]:
-    """An optional ``[unit]`` at ``i``: the unit (or None) and the index after it and its blanks."""
+def _read_unit(statement: Statement, i: int) -> tuple[str | None, int, int]:
+    """An optional ``[unit]`` at ``i``: the unit (or None), the index after it and its blanks, and the index
+    where the unit's text starts."""
     text = statement.text
     i = _BLANKS.match(text, i).end()
     if not text.startswith("[", i):
-        return None, i
+        return None, i, i
     close = text.index("]", i)  # brackets are balanced within a statement
     inner = text.find("[", i + 1, close)
     if inner >= 0:
@@ -464,7 +474,7 @@ def _read_unit(statement: Statement, i: int) -> tuple[str | None, int]:
     unit = text[i + 1:close].strip(" \t")
     if not unit:
         raise statement.error("the unit between '[' and ']' is empty", i)
-    return unit, _BLANKS.match(text, close + 1).end()
+    return unit, _BLANKS.match(text, close + 1).end(), _BLANKS.match(text, i + 1).end()
 
 
 def _read_variability(statement: Statement, name: str, i: int) -> tuple[float, float]:
@@ -697,6 +707,50 @@ class _ExpressionBuilder:
         return ModelError(message, *self._where(node))
 
 
+def _written(node: ast.expr, source: ExpressionSource) -> sp.Expr:
+    """The expression of a checked syntax tree as an unevaluated sympy tree: the user's structure, nothing
+    folded or reordered (``a - b`` is ``a + (-1)*b`` and ``a / b`` is ``a * b^-1``, as sympy writes them)."""
+    def build(node: ast.expr) -> sp.Basic:
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+            # a run of + - (or * /) is one flat sum (product), built in a loop: a 1,000-term sum is no recursion
+            additive = isinstance(node.op, ast.Add | ast.Sub)
+            spine = []
+            while isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub if additive
+                                                             else ast.Mult | ast.Div):
+                spine.append(node)
+                node = node.left
+            parts = [build(node)]
+            for step in reversed(spine):
+                right = build(step.right)
+                if isinstance(step.op, ast.Sub):
+                    right = sp.Mul(sp.S.NegativeOne, right, evaluate=False)
+                elif isinstance(step.op, ast.Div):
+                    right = sp.Pow(right, sp.S.NegativeOne, evaluate=False)
+                parts.append(right)
+            return (sp.Add if additive else sp.Mul)(*parts, evaluate=False)
+        if isinstance(node, ast.BinOp):
+            return sp.Pow(build(node.left), build(node.right), evaluate=False)
+        if isinstance(node, ast.UnaryOp):
+            operand = build(node.operand)
+            return sp.Mul(sp.S.NegativeOne, operand, evaluate=False) if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.Constant):
+            text = source.numbers[node.col_offset]
+            return sp.Integer(int(text)) if text.isdigit() else sp.Float(text)
+        if isinstance(node, ast.Name):
+            name = source.names[node.col_offset]
+            return TIME if name == "t" else symbol(name)
+        if isinstance(node, ast.Compare):
+            return _COMPARISONS[type(node.ops[0])](build(node.left), build(node.comparators[0]), evaluate=False)
+        name = source.names[node.func.col_offset]  # a call: the builder has already checked it
+        arguments = [build(argument) for argument in node.args]
+        if name == "where":
+            return sp.Piecewise((arguments[1], arguments[0]), (arguments[2], True), evaluate=False)
+        function = _UNARY_FUNCTIONS.get(name) or _VARIADIC_FUNCTIONS[name]
+        return function(*arguments, evaluate=False)
+
+    return build(node)
+
+
 def _combine(operands: list[sp.Expr], additive: bool) -> sp.Expr:
     """The sum or product of ``operands`` in one sympy call."""
     return sp.Add(*operands) if additive else sp.Mul(*operands)
@@ -806,7 +860,7 @@ class _Checker:
                               sp.Integer(1) if bioavailability is None else bioavailability.value,
                               sp.Integer(0) if lag is None else lag.value, reader.dose.line,
                               None if duration is None else duration.value)
-        return ModelSpec(
+        spec = ModelSpec(
             text=text, name=name, parameters=tuple(reader.parameters), constants=dict(reader.constants),
             covariates=tuple(reader.covariates),
             derived={n: e.value for n, e in reader.derived.items()},
@@ -815,7 +869,21 @@ class _Checker:
                      for s in self.states},
             outputs=outputs, errors=dict(reader.errors), dose=dose, units=dict(reader.units),
             lines={n: line for n, (_, line, _) in reader.definitions.items()},
-            correlations=self._correlations())
+            correlations=self._correlations(), written=self._written(), unit_places=dict(reader.unit_places))
+        return check_units(spec)
+
+    def _written(self) -> dict[str, Written]:
+        """Every right-hand side as written, keyed as :attr:`ModelSpec.written` says."""
+        reader = self.reader
+        written = {name: expression.written for name, expression in reader.derived.items()}
+        written.update({f"d/dt({state})": expression.written for state, expression in reader.rhs.items()})
+        written.update({f"{state}(0)": expression.written for state, (expression, _) in reader.initial.items()})
+        if reader.dose is not None:
+            for key in _DOSE_OPTIONS:
+                expression = getattr(reader.dose, key)
+                if expression is not None:
+                    written[key] = expression.written
+        return written
 
     def _correlations(self) -> dict[tuple[str, str], float]:
         """Each ``corr`` pair -> R, after checking both are parameters with IIV and Ω stays positive definite."""

@@ -79,13 +79,35 @@ class DoseTarget:
 
 
 @dataclass(frozen=True)
+class Written:
+    """A right-hand side as the user wrote it, for display and for checking units.
+
+    ``text`` is the expression's text with blanks as typed (comments and line breaks removed); ``expr`` is the
+    same expression as an unevaluated sympy tree that keeps the user's structure (``(CRCL/120)^0.8`` stays a
+    ratio raised to a power, where the evaluated form is ``0.0217...*CRCL^0.8``); ``line`` and ``column`` are
+    where the expression starts in the model text.
+    """
+
+    text: str
+    expr: sp.Expr
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything a model text says, in order of appearance.
 
     ``derived`` holds each ``NAME = EXPR`` as written (it may refer to earlier or later derived names;
     the parser has already rejected circular definitions).  ``outputs`` lists the derived names that
     depend, directly or through other derived names, on a state.  ``rhs`` and ``initial`` are as
-    written too (initial defaults to 0 for states without a ``STATE(0)`` line).
+    written too (initial defaults to 0 for states without a ``STATE(0)`` line).  ``units`` maps each name
+    written with a ``[unit]`` to that unit, normalised (``L/hr`` and ``L/h`` both read ``L/h``, see
+    :mod:`koopnb.units`); ``amount_unit`` is the amount unit the model's own units imply for its states (e.g.
+    "mg" when a Michaelis constant is in mg/L), or None when they leave it to the regimen.  ``written`` holds
+    each right-hand side as written (:class:`Written`), keyed by the derived name, ``d/dt(STATE)``,
+    ``STATE(0)``, ``bioavailability``, ``lag`` or ``duration``; ``unit_places`` the (line, column) of each
+    unit text.
     """
 
     text: str
@@ -103,3 +125,6 @@ class ModelSpec:
     units: dict[str, str] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     correlations: dict[tuple[str, str], float] = field(default_factory=dict)
+    written: dict[str, Written] = field(default_factory=dict)
+    unit_places: dict[str, tuple[int, int]] = field(default_factory=dict)
+    amount_unit: str | None = None
