@@ -33,6 +33,7 @@ from koopnb.expectation.lines import MonotoneLines, NotMonotone
 from koopnb.expectation.preintegration import candidate_directions, complement, reach_for
 from koopnb.metrics import AUC, Cmax, Cmin, Conc, Metric, Target, Window
 from koopnb.regimen import Dose, Regimen
+from koopnb.units import target_unit
 
 SCALING_METRICS = (AUC, Cmax, Cmin, Conc)
 LINE_POINTS = 33
@@ -69,7 +70,9 @@ class DoseResult:
     certified by a full-accuracy expectation with ``error``; ``n_evals`` counts the model evaluations of
     search and certification; ``curve_doses``/``curve_values`` are the search objective over the bounds
     (probability versus dose); ``feasible`` is False, with ``message`` saying why, when no dose within the
-    bounds reaches the target.
+    bounds reaches the target.  ``unit`` is the unit of the target's metric ("mg·h/L" for an AUC window of a
+    mg / L / h model; None when unknown) and ``dose_unit`` the dose's (the regimen's amount unit, e.g. "mg");
+    see :mod:`koopnb.units`.
     """
 
     dose: float
@@ -87,6 +90,8 @@ class DoseResult:
     curve_values: np.ndarray = field(repr=False)
     certified: ExpectationResult | None = field(default=None, repr=False)
     search_evals: int = 0
+    unit: str | None = None
+    dose_unit: str | None = None
 
     def __str__(self) -> str:
         what = "P" if _is_window(self.target) else "E"
@@ -162,7 +167,8 @@ def optimize_dose(model, regimen: Regimen, dist, target, bounds: tuple[float, fl
                       n_evals=objective.n_evals + certified.n_evals, elapsed=time.perf_counter() - started,
                       converged=certified.converged, feasible=feasible, message=message, target=target,
                       method=method, curve_doses=doses, curve_values=values, certified=certified,
-                      search_evals=objective.n_evals)
+                      search_evals=objective.n_evals, unit=target_unit(model, target, regimen.unit),
+                      dose_unit=regimen.unit)
 
 
 def _check(regimen: Regimen, bounds, step, grid=None) -> tuple[float, float, float]:
@@ -447,7 +453,8 @@ def _optimize_target(model, regimen, dist, target: Target, reference, low, high,
     return DoseResult(dose=float(best), regimen=chosen, objective=certified.value, error=certified.error,
                       n_evals=evals + certified.n_evals, elapsed=time.perf_counter() - started,
                       converged=certified.converged, feasible=feasible, message=message, target=target,
-                      method=method, curve_doses=doses, curve_values=curve, certified=certified, search_evals=evals)
+                      method=method, curve_doses=doses, curve_values=curve, certified=certified, search_evals=evals,
+                      unit=target_unit(model, target, regimen.unit), dose_unit=regimen.unit)
 
 
 def _fixed_rule_mean(model, regimen, dist, metric, reference, covariates, rtol, atol, method, n, seed):
