@@ -58,8 +58,8 @@ dose depot bioavailability=F lag=tlag
 """
 
 OSCILLATOR = """
-w = 2 [1/h]
-c = 0.3 [1/h]
+w = 2
+c = 0.3
 x(0) = 1.5
 d/dt(x) = y
 d/dt(y) = -w^2*x - c*y
@@ -351,7 +351,7 @@ def test_nonlinear_integral_of_an_output_matches_quadrature():
 
 def test_failed_ode_solve_raises_simulation_error():
     model = kn.parse_model("""
-k = 1 [1/h]
+k = 1
 x(0) = 1
 d/dt(x) = k*x^2
 out = x
@@ -413,7 +413,7 @@ def test_nan_derivative_at_time_zero_stops_with_a_sentence_naming_state_and_time
 
 def test_a_state_that_blows_up_stops_with_a_simulation_error(hang_guard):
     model = kn.parse_model("""
-    r = 1 [1/h]
+    r = 1
     x(0) = 1
     d/dt(x) = r*x*x
     """)
