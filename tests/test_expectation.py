@@ -475,3 +475,39 @@ def test_no_answer_on_a_two_point_rule(theophylline, decay):
     dist = kn.Joint({"x0": kn.Uniform(5, 15), "k": kn.TruncatedNormal(0.2, 0.08, 0.05, 0.4)})
     linear_in_x0 = kn.expectation(kn.Conc(3.0), decay, kn.Regimen([]), dist, rtol=0.05)
     assert min(linear_in_x0.orders) >= 3
+
+
+# An output that overflows for clearances above 700/300 ≈ 2.33 L/h: most of the prior's mass.
+OVERFLOWING = THEOPHYLLINE.replace("conc = central / V\n", "conc = central / V\neffect = exp(300*CL)*central/V\n")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings; the error is checked
+@pytest.mark.parametrize("quantity", [
+    kn.AUC(0, 24, "effect"),
+    kn.Window(kn.Cmax(0, 24, "effect"), 1.0, None),   # a window must not count an infinite value as outside
+])
+@pytest.mark.parametrize("method", ["koopman", "montecarlo", "qmc"])
+def test_an_output_that_is_not_finite_is_a_simulation_error(quantity, method):
+    model = kn.parse_model(OVERFLOWING)
+    with pytest.raises(kn.SimulationError,
+                       match=r"effect\) is (inf|nan) for \d+ of \d+ parameter sets, e\.g\. at ka = .*CL = "):
+        kn.expectation(quantity, model, kn.Regimen.parse("100 mg po"), model.prior(), method=method, n=1000,
+                       seed=1)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings; the error is checked
+def test_a_function_of_the_outputs_that_is_nan_is_a_simulation_error(theophylline):
+    def log_of_excess(outputs):
+        return np.log(outputs["conc"][:, -1] - 1.0)  # NaN wherever conc(24 h) < 1 mg/L
+
+    with pytest.raises(kn.SimulationError, match=r"the function 'log_of_excess' is nan for \d+ of \d+ parameter"):
+        kn.expectation(log_of_excess, theophylline, kn.Regimen.parse("100 mg po"), theophylline.prior(),
+                       times=[0.0, 24.0])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings; the error is checked
+def test_the_default_output_is_named_when_it_is_not_finite():
+    model = kn.parse_model(IV_BOLUS.replace("conc = central/V", "effect = exp(300*CL)*central/V"))
+    with pytest.raises(kn.SimulationError, match=r"^auc\(0, 24\) of output 'effect' is inf for \d+ of 1000 "):
+        kn.expectation(kn.AUC(0, 24), model, kn.Regimen.parse("100 mg po"), model.prior(), method="montecarlo",
+                       n=1000, seed=1)

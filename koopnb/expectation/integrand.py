@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from koopnb.errors import ExpectationError
+from koopnb.errors import ExpectationError, SimulationError
 from koopnb.metrics import Metric, Window, solve_for
 
 CHUNK = 50_000
@@ -99,6 +99,9 @@ class Integrand:
         trajectory = solve_for(self.model, horizon_metrics, params, self.regimen, self.covariates,
                                **self.solve_options)
         values = {m: m.compute(trajectory, self.model) for m in metrics}
+        for metric, value in values.items():
+            _finite(value, str(metric) if metric.output else f"{metric} of output {metric.output_name(self.model)!r}",
+                    params)
         outputs = trajectory.outputs(self.times) if self.times is not None else None
         columns = []
         for item in self.items:
@@ -110,6 +113,7 @@ class Integrand:
                 columns.append(values[item])
             else:
                 columns.append(_call(item, outputs, len(next(iter(params.values())))))
+                _finite(columns[-1], f"the function {getattr(item, '__name__', item)!r}", params)
         return np.stack(columns, axis=1)
 
 
@@ -120,6 +124,20 @@ def metrics_of(item) -> list[Metric]:
     if isinstance(item, Window):
         return [item.metric]
     return [item] if isinstance(item, Metric) else []
+
+
+def _finite(values: np.ndarray, what: str, params: Mapping[str, np.ndarray]) -> None:
+    """Raise a SimulationError when ``values`` (batch,) has an entry that is not finite: an expectation over it
+    would be NaN or infinite, or a window would silently count the set as outside."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    first = int(np.argmax(bad))
+    example = ", ".join(f"{name} = {np.atleast_1d(value)[first if np.size(value) > 1 else 0]:.6g}"
+                        for name, value in params.items())
+    raise SimulationError(f"{what} is {values[first]} for {int(bad.sum())} of {bad.size} parameter sets, e.g. at "
+                          f"{example}; an expectation needs a finite value for every parameter set (check the "
+                          "model for an overflow, a division by zero or a logarithm of a non-positive number)")
 
 
 def _call(function: Callable, outputs: dict, batch: int) -> np.ndarray:
