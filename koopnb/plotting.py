@@ -17,6 +17,7 @@ from koopnb.errors import KoopnbError
 from koopnb.inference.posterior import PopulationPosterior, Posterior
 from koopnb.metrics import Target
 from koopnb.optimize import DoseResult
+from koopnb.units import HOUR, output_label
 from koopnb.vpc import VPCResult
 
 
@@ -74,9 +75,8 @@ def plot_individual_fit(posterior: Posterior, level: float = 0.9, n: int = 400, 
     ax.plot(subject.times[seen], subject.values[seen], "o", color="black", label="observed")
     if subject.below.any():
         ax.plot(subject.times[~seen], subject.values[~seen], "v", mfc="none", color="black", label="below limit")
-    unit = posterior.model.units.get(posterior.output, "")
-    ax.set_xlabel("time (h)")
-    ax.set_ylabel(f"{posterior.output}" + (f" ({unit})" if unit else ""))
+    ax.set_xlabel(f"Time ({HOUR})")
+    ax.set_ylabel(output_label(posterior.model, posterior.output, subject.regimen.unit))
     who = "" if subject.id is None else f"subject {subject.id}: "
     ax.set_title(f"{who}individual fit")
     ax.legend(frameon=False)
@@ -102,7 +102,8 @@ def plot_goodness_of_fit(population: PopulationPosterior) -> Figure:
         ax.set_aspect("equal")
         ax.set_xlabel(label)
         ax.set_ylabel("observed (DV)")
-    for ax, column, label in ((axes[1, 0], "TIME", "time (h)"), (axes[1, 1], "PRED", "population prediction (PRED)")):
+    for ax, column, label in ((axes[1, 0], "TIME", f"Time ({HOUR})"),
+                              (axes[1, 1], "PRED", "population prediction (PRED)")):
         for level, style in ((0, "-"), (-2, "--"), (2, "--")):
             ax.axhline(level, color="gray", lw=1, ls=style)
         ax.plot(table[column], table["CWRES"], "o", ms=4, alpha=0.7)
@@ -164,9 +165,10 @@ def plot_probability_vs_dose(result: DoseResult, ax: Axes | None = None) -> Figu
     if is_target:
         ax.axhline(result.target.value, color="gray", lw=1, ls="--", label=f"target {result.target.value:g}")
     unit = result.regimen.unit
-    ax.set_xlabel("dose" + (f" ({unit})" if unit else ""))
+    ax.set_xlabel("Dose" + (f" ({unit})" if unit else ""))
     if is_target:
-        ax.set_ylabel(f"E[{result.target.metric}]")
+        metric_unit = getattr(result, "unit", None)
+        ax.set_ylabel(f"E[{result.target.metric}]" + (f" ({metric_unit})" if metric_unit else ""))
     else:
         windows = result.target if isinstance(result.target, (list, tuple)) else [result.target]
         ax.set_ylabel("P(" + " and ".join(str(w) for w in windows) + ")")

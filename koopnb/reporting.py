@@ -30,6 +30,7 @@ from koopnb.expectation import ExpectationResult, probability
 from koopnb.metrics import Window
 from koopnb.optimize import DoseResult, optimize_dose
 from koopnb.regimen import Regimen
+from koopnb.units import HOUR, metric_unit, name_unit
 
 BAND = 0.90
 """Width of the credible band around the fitted curve: the 5th to the 95th percentile of the posterior."""
@@ -89,8 +90,8 @@ class DosingReport:
         times, values = self.levels
         ax.plot(times, values, "o", color="black", label="measured levels")
         unit = f" ({self.concentration_unit})" if self.concentration_unit else ""
-        ax.set_xlabel("time (h)", fontsize=10)
-        ax.set_ylabel(f"concentration{unit}", fontsize=10)
+        ax.set_xlabel(f"Time ({HOUR})", fontsize=10)
+        ax.set_ylabel(f"Concentration{unit}", fontsize=10)
         ax.legend(frameon=False, fontsize=8)
         ax.grid(alpha=0.3)
 
@@ -191,12 +192,15 @@ def report(posterior, regimen: Regimen, target: Window | Sequence[Window], *, bo
     :func:`koopnb.optimize_dose`), otherwise the dose search of :func:`koopnb.optimize_dose` within ``bounds``
     (multiples of ``step``).  A recommendation whose probability is below the current regimen's is not
     offered: the page says to keep the current regimen.  ``citation`` names the model's source;
-    ``concentration_unit`` labels levels and curves (koopnb never converts units).
+    ``concentration_unit`` labels levels and curves (koopnb never converts units); without it, the unit the
+    model's units and the regimen's dose unit give the fitted output (:func:`koopnb.units.name_unit`), as the
+    target's window shows its metric's unit.
     """
     windows = [target] if isinstance(target, Window) else list(target)
     if not windows or not all(isinstance(w, Window) for w in windows):
         raise KoopnbError("the report's target must be a Window or a list of windows")
     model, subject = posterior.model, posterior.subject
+    concentration_unit = concentration_unit or name_unit(model, posterior.output, regimen.unit) or ""
     covariates = _covariates(subject)
     patient_distribution = posterior.to_distribution()
     chance = windows[0] if len(windows) == 1 else windows
@@ -231,7 +235,8 @@ def report(posterior, regimen: Regimen, target: Window | Sequence[Window], *, bo
         proposal = None
     return DosingReport(
         title=title, patient="(no ID given)" if subject.id is None else str(subject.id),
-        created=dt.datetime.now(dt.UTC), software=f"koopnb {_version()}", target=" and ".join(map(str, windows)),
+        created=dt.datetime.now(dt.UTC), software=f"koopnb {_version()}",
+        target=" and ".join(_window_text(w, model, regimen) for w in windows),
         current=current, recommended=proposal, note=note, search=search, model_name=model.name or "unnamed model",
         citation=citation or "No citation given.", concentration_unit=concentration_unit,
         dose_rows=[(f"{d.time:g}", f"{d.amount:g}" + (f" {regimen.unit}" if regimen.unit else ""),
@@ -241,6 +246,12 @@ def report(posterior, regimen: Regimen, target: Window | Sequence[Window], *, bo
         parameter_rows=_parameter_rows(posterior),
         curve=_curves(posterior, regimen, proposal.regimen if proposal else None),
         levels=(np.asarray(subject.times)[~subject.below], np.asarray(subject.values)[~subject.below]))
+
+
+def _window_text(window: Window, model, regimen: Regimen) -> str:
+    """A window with its metric's unit: "auc(0, 24) in 400..600 mg·h/L"."""
+    unit = metric_unit(model, window.metric, regimen.unit)
+    return f"{window} {unit}" if unit else str(window)
 
 
 def _advice(current: RegimenAnswer, proposal: RegimenAnswer | None) -> str:

@@ -466,3 +466,17 @@ def _amount(spec: ModelSpec, dose_unit: str | None):
         raise RegimenError(f"the doses are in {dose_unit} but the model's units put its amounts in "
                            f"{spec.amount_unit}; give the doses in {spec.amount_unit} (koopnb never converts units)")
     return model
+
+
+def output_label(model, output: str, dose_unit: str | None = None) -> str:
+    """An axis label for an output: "Concentration (mg/L)" for an amount per volume, else the output's name with
+    its unit ("effect (%)"), or the bare name when its unit is unknown."""
+    quantity = _name_quantity(model, output, dose_unit)
+    if quantity is None:
+        return output
+    dimensions = dict(quantity.dimensionality)
+    volume = dimensions.pop("[length]", 0) == -3
+    amount = len(dimensions) == 1 and next(iter(dimensions.items())) in (("[mass]", 1), ("[substance]", 1))
+    name = "Concentration" if volume and amount else output
+    text = format_unit(quantity)
+    return f"{name} ({text})" if text else name

@@ -196,24 +196,40 @@ class Model:
                 f"parameters {', '.join(self.parameters)}; outputs {', '.join(self.observables)}>")
 
     def _repr_latex_(self) -> str:
-        """The model as written: derived quantities, d(state)/dt and non-zero initial conditions, aligned."""
+        """The model as written: derived quantities, d(state)/dt and non-zero initial conditions, aligned.
+
+        Each right-hand side keeps the user's structure and order (``TVCL·(CRCL/120)^0.8``, not sympy's
+        ``0.0217·CRCL^0.8·TVCL``)."""
         spec = self.spec
         names = {symbol(name): _latex_name(name) for name in
                  [*self.parameters, *spec.constants, *self.covariates, *spec.derived, *self.states, "t"]}
 
-        def latex(expr) -> str:
-            return sp.latex(expr, symbol_names=names, mul_symbol="dot")
+        def latex(key: str, evaluated) -> str:
+            written = spec.written.get(key)
+            expr = evaluated if written is None else written.expr
+            return sp.latex(expr, symbol_names=names, mul_symbol="dot", order="none")
 
-        rows = [f"{_latex_name(name)} &= {latex(expr)}" for name, expr in spec.derived.items()]
-        rows += [rf"\frac{{d\,{_latex_name(state)}}}{{dt}} &= {latex(spec.rhs[state])}" for state in self.states]
-        rows += [f"{_latex_name(state)}(0) &= {latex(spec.initial[state])}" for state in self.states
+        rows = [f"{_latex_name(name)} &= {latex(name, expr)}" for name, expr in spec.derived.items()]
+        rows += [rf"\frac{{d\,{_latex_name(state)}}}{{dt}} &= {latex(f'd/dt({state})', spec.rhs[state])}"
+                 for state in self.states]
+        rows += [f"{_latex_name(state)}(0) &= {latex(f'{state}(0)', spec.initial[state])}" for state in self.states
                  if spec.initial.get(state, 0) != 0]
         return "$\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}$"
 
+    def equations_text(self) -> list[str]:
+        """The model's equations as the user wrote them, one line each (``CL = TVCL * (CRCL/120)^0.8``)."""
+        spec = self.spec
+        lines = [f"{name} = {spec.written[name].text}" for name in spec.derived if name in spec.written]
+        lines += [f"d/dt({state}) = {spec.written[f'd/dt({state})'].text}" for state in self.states
+                  if f"d/dt({state})" in spec.written]
+        lines += [f"{state}(0) = {spec.written[f'{state}(0)'].text}" for state in self.states
+                  if f"{state}(0)" in spec.written]
+        return lines
+
     def parameter_rows(self) -> list[dict]:
-        """One row per parameter: name, typical value, unit, omega, CV%, kappa (IOV, 0 without) and bounds
-        ((low, high) or None), for tables."""
-        return [{"parameter": p.name, "typical": p.typical, "unit": p.unit or "", "omega": p.omega,
+        """One row per parameter: name, typical value, unit (normalised, "" without), omega, CV%, kappa (IOV, 0
+        without) and bounds ((low, high) or None), for tables."""
+        return [{"parameter": p.name, "typical": p.typical, "unit": self.units.get(p.name, ""), "omega": p.omega,
                  "CV%": 100 * float(np.sqrt(np.expm1(p.omega**2))) if p.omega else 0.0, "kappa": p.iov,
                  "bounds": p.bounds}
                 for p in self.spec.parameters]
