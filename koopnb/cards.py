@@ -42,8 +42,10 @@ def bundle(obj: Any) -> dict[str, Any]:
 
 
 def model_bundle(model) -> dict[str, str]:
-    """Equations (LaTeX) and the parameter table; a model is not a result, so it has no card payload."""
-    return {"text/plain": repr(model), "text/latex": model._repr_latex_(), "text/html": model_html(model)}
+    """Equations as written (LaTeX, and text lines for terminals) and the parameter table; a model is not a
+    result, so it has no card payload."""
+    text = "\n".join([repr(model), *(f"  {line}" for line in model.equations_text())])
+    return {"text/plain": text, "text/latex": model._repr_latex_(), "text/html": model_html(model)}
 
 
 def expectation_bundle(result) -> dict[str, Any]:
@@ -165,13 +167,15 @@ def dose_text(result) -> str:
 
 # -- HTML fallbacks (escaped; no scripts) -------------------------------------------------------------
 def model_html(model) -> str:
-    """Title, equations as display LaTeX (typeset by MathJax/KaTeX where available) and the parameter table."""
+    """Title, equations as written, as display LaTeX (typeset by MathJax/KaTeX where available), and the
+    parameter table with units; covariates with their reference values and units."""
     kind = "linear (exact solution)" if model.is_linear else "nonlinear (batched ODE solve)"
     rows = "".join(
         f"<tr><td>{html.escape(row['parameter'])}</td><td>{row['typical']:.6g}</td><td>{html.escape(row['unit'])}</td>"
         f"<td>{row['omega']:.4g}</td><td>{row['CV%']:.3g}</td></tr>" for row in model.parameter_rows())
     latex = model._repr_latex_().strip("$")
-    covariates = ", ".join(f"{name} = {value:g}" for name, value in model.covariates.items())
+    covariates = ", ".join(f"{name} = {value:g}" + (f" {model.units[name]}" if name in model.units else "")
+                           for name, value in model.covariates.items())
     covariate_line = f"; covariates {html.escape(covariates)}" if covariates else ""
     return (f"<div class='koopnb-model'><b>{html.escape(model.name or 'model')}</b>: {kind}; states "
             f"{html.escape(', '.join(model.states))}; outputs {html.escape(', '.join(model.observables))}"
