@@ -11,18 +11,20 @@ import re
 import pytest
 
 import koopnb as kn
-from koopnb.jupyter.app import DosingApp
+from koopnb.jupyter.app import DosingApp, available_models
 
 
 @pytest.fixture
 def app() -> DosingApp:
     page = DosingApp()
-    assert page.choice.name.startswith("Vancomycin")
+    assert page.choice.label.startswith("Vancomycin")
     return page
 
 
 def _patient(app: DosingApp) -> None:
     app.covariate_fields["CRCL"][0].value = "60"
+    app.covariate_fields["WT"][0].value = "70"
+    app.covariate_fields["DIAL"][0].value = "0"
     app.doses.rows[0][1].value = 1000.0
     app.doses.append((12.0, 1000.0, 1.0))
     app.levels.rows[0][0].value = 11.5
@@ -64,7 +66,7 @@ def test_estimate_then_recommend_gives_a_practical_regimen_never_worse_than_the_
     regimen = kn.Regimen.repeat(float(amount), every=float(interval), count=math.ceil(144 / float(interval)),
                                 duration=1.0)
     check = kn.probability(kn.Window(kn.AUC(120, 144), 400, 600), app.model, regimen, patient,
-                           covariates={"CRCL": 60.0}, rtol=1e-5, atol=1e-6)
+                           covariates={"CRCL": 60.0, "WT": 70.0, "DIAL": 0.0}, rtol=1e-5, atol=1e-6)
     assert abs(100 * check.value - float(best)) < 0.06 + 100 * check.error
     assert 'download="dosing-report.pdf"' in app.download.value
     assert bytes(app.plot.value).startswith(b"\x89PNG")
@@ -78,10 +80,37 @@ def test_a_target_the_wrong_way_round_is_one_line_not_a_traceback(app):
     assert "must be below its upper end" in app.status.value
 
 
-def test_models_from_a_folder_are_offered(tmp_path):
-    (tmp_path / "mine.pk").write_text("CL = 2 [L/h] ~ 0.3\nV = 20 [L]\nd/dt(central) = -CL/V*central\n"
-                                      "conc = central/V\nconc ~ additive(0.5)\ndose central\n")
-    from koopnb.jupyter.app import available_models
+def test_the_library_models_and_the_users_files_are_offered(tmp_path):
+    (tmp_path / "mine.pk").write_text("# title: My drug\n# target: trough 2-5 mg/L\nCL = 2 [L/h] ~ 0.3\n"
+                                      "V = 20 [L]\nd/dt(central) = -CL/V*central\nconc = central/V\n"
+                                      "conc ~ additive(0.5)\ndose central\n")
+    (tmp_path / "broken.pk").write_text("CL = 2 [L/h] ~ 0.3\nd/dt(central) = -CL/V*central\n")
+    choices = available_models(tmp_path)
+    assert [c.name for c in choices] == [*kn.models.names(), "broken", "mine"]
+    assert choices[-1].label == "My drug" and choices[-1].window == ("trough", 2.0, 5.0)
+    page = DosingApp(choices)
+    assert page.choice.name == "vancomycin_goti2018"  # the page opens on AUC-guided vancomycin
+    assert (page.metric.value, page.low.value, page.high.value) == ("auc24", 400.0, 600.0)  # from its header
+    assert "AUC over 24 h at steady state (mg·h/L)" in dict(page.metric.options)
+    page.pick.value = [c.name for c in choices].index("broken")
+    assert "broken.pk" in page.model_note.value and "V" in page.model_note.value and page.estimate.disabled
+    page.pick.value = [c.name for c in choices].index("tacrolimus_andrews2017")
+    assert page.model.name == "tacrolimus_andrews2017" and set(page.covariate_fields) == set(page.model.covariates)
+    assert (page.metric.value, page.low.value, page.high.value) == ("trough", 10.0, 15.0)  # "pre-dose 10-15 ng/mL"
+    page.pick.value = [c.name for c in choices].index("busulfan_choe2012")  # its source gives no target
+    assert math.isnan(page.low.value) and not page.estimate.disabled
 
-    names = [choice.name for choice in available_models(tmp_path)]
-    assert names[-1] == "mine" and len(names) >= 3
+
+def test_a_model_without_a_target_asks_for_one_and_the_step_follows_the_dose(app):
+    app.pick.value = [c.name for c in app.models].index("busulfan_choe2012")
+    app.covariate_fields["WT"][0].value = "65"
+    app.covariate_fields["MALE"][0].value = "1"
+    app.doses.rows[0][1].value = 200.0
+    app.doses.rows[0][2].value = 3.0
+    app.levels.rows[0][0].value = 4.0
+    app.levels.rows[0][1].value = 0.9
+    app.estimate.click()
+    assert app.status.value == "Estimated.", app.status.value
+    assert app.step.value == 10.0  # a round twentieth of the 200 mg given
+    app.recommend.click()
+    assert "enter the target range" in app.status.value

@@ -16,9 +16,11 @@ inform the patient's parameters through the posterior.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,69 +32,101 @@ import pandas as pd
 from IPython.display import display
 
 import koopnb as kn
-from koopnb.__main__ import THEOPHYLLINE
 from koopnb.errors import KoopnbError
+from koopnb.jupyter.widgets import default_step
+from koopnb.units import metric_unit
 
 STEADY_STATE_AFTER = 120.0
 """Hours after which the target is judged (5 days; a multiple of 6, 8, 12 and 24 h)."""
 INTERVALS = (6.0, 8.0, 12.0, 24.0)
-WIDE = {"description_width": "120px"}
 """Dosing intervals (h) the page offers."""
-
-VANCOMYCIN = """
-# vancomycin in adults: Goti et al., Ther Drug Monit 40:212-221 (2018), doi:10.1097/FTD.0000000000000490
-covariate CRCL = 120 [mL/min]
-TVCL = 4.5  [L/h] ~ 39.8%
-Vc   = 58.4 [L]   ~ 81.6%
-Vp   = 38.4 [L]   ~ 57.1%
-Q    = 6.5  [L/h]
-CL   = TVCL * (CRCL/120)^0.8
-d/dt(central)    = -CL/Vc*central - Q/Vc*central + Q/Vp*peripheral
-d/dt(peripheral) =  Q/Vc*central - Q/Vp*peripheral
-conc = central / Vc
-conc ~ combined(3.4, 0.227)
-dose central
-"""
+WIDE = {"description_width": "120px"}
+DEFAULT_MODEL = "vancomycin_goti2018"
+"""The library model the page opens with: AUC-guided vancomycin, the commonest use of Bayesian dosing."""
+DOSE_STEPS = {"vancomycin": 250.0}
+"""mg: the dose step where practice fixes one (vancomycin doses are rounded to 250 mg, Rybak et al. 2020);
+for other drugs the step is a round twentieth of the last dose given (koopnb.jupyter.widgets.default_step)."""
+TARGET = re.compile(r"^(AUC24|pre-dose|trough|peak)\s+(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\b", re.IGNORECASE)
+"""A library header's target that names its metric: "AUC24 400-600 mg*h/L", "pre-dose 10-15 ng/mL ..."."""
+TARGET_METRICS = {"auc24": "auc24", "pre-dose": "trough", "trough": "trough", "peak": "peak"}
 
 
 @dataclass(frozen=True)
 class Choice:
-    """A model the page offers: its text, its citation, and what a dose row means for it."""
+    """A model the page offers: a library model (``kn.models``) or a user's ``.pk`` file, with its header
+    (``# key: value`` lines: title, citation, route, covariates, target) and what a dose row means for it."""
 
+    label: str
     name: str
-    text: str
-    citation: str
-    route: str  # "po" or "iv": how the page writes the regimen
-    dose_step: float
-    window: tuple[str, float, float]  # metric key, low, high
+    header: dict[str, str]
+    path: Path | None = None  # the user's file; None for a library model
 
+    def load(self) -> kn.Model:
+        """The model (a ModelError, in one sentence, for a user's file that is not a valid model)."""
+        if self.path is None:
+            return kn.models.load(self.name)
+        return kn.parse_model(self.path.read_text(encoding="utf-8"), name=self.name)
 
-BUILT_IN = (
-    Choice("Vancomycin, adults (Goti 2018)", VANCOMYCIN,
-           "Goti V, Chaturvedula A, Fossler MJ, Mok S, Jacob JT. Hospitalized patients with and without "
-           "hemodialysis have markedly different vancomycin pharmacokinetics. Ther Drug Monit 2018;40:212-221.",
-           "iv", 250.0, ("auc24", 400.0, 600.0)),
-    Choice("Theophylline (Boeckmann, Sheiner & Beal 1994)", THEOPHYLLINE,
-           "Boeckmann AJ, Sheiner LB, Beal SL. NONMEM Users Guide Part V (1994); population values of the "
-           "theophylline example.", "po", 25.0, ("auc24", 80.0, 120.0)),
-)
+    @property
+    def citation(self) -> str:
+        return self.header.get("citation", f"your model file {self.path.name}" if self.path else self.name)
+
+    @property
+    def route(self) -> str:
+        """"iv" (the page's doses are infusions) or "po"."""
+        return "iv" if self.header.get("route", "").lower().startswith(("iv", "intravenous infusion")) else "po"
+
+    @property
+    def dose_step(self) -> float | None:
+        return DOSE_STEPS.get(self.header.get("drug", "").lower())
+
+    @property
+    def window(self) -> tuple[str, float, float] | None:
+        """The header's target as (metric key, low, high), or None when it names no metric and range."""
+        found = TARGET.match(self.header.get("target", ""))
+        if found is None:
+            return None
+        return TARGET_METRICS[found.group(1).lower()], float(found.group(2)), float(found.group(3))
+
+    def covariate_help(self, name: str) -> str:
+        """What the header says a covariate is ("Cockcroft-Gault creatinine clearance (mL/min, ...)"), or ""."""
+        for part in self.header.get("covariates", "").split("; "):
+            first, _, rest = part.partition(" ")
+            if first == name:
+                return rest
+        return ""
+
 
 METRICS: dict[str, tuple[str, Callable[[float], object]]] = {
-    "auc24": ("AUC over 24 h at steady state (mg·h/L)", lambda t: kn.AUC(t, t + 24.0)),
-    "trough": ("trough at steady state (mg/L)", lambda t: kn.Cmin(t, t + 24.0)),
-    "peak": ("peak at steady state (mg/L)", lambda t: kn.Cmax(t, t + 24.0)),
+    "auc24": ("AUC over 24 h at steady state", lambda t: kn.AUC(t, t + 24.0)),
+    "trough": ("trough at steady state", lambda t: kn.Cmin(t, t + 24.0)),
+    "peak": ("peak at steady state", lambda t: kn.Cmax(t, t + 24.0)),
 }
 
 
 def available_models(folder: str | os.PathLike | None = None) -> list[Choice]:
-    """The built-in models and every ``.pk`` file in ``folder`` (or $KOOPNB_APP_MODELS)."""
-    choices = list(BUILT_IN)
+    """The library's models (``kn.models.list()``), then every ``.pk`` file in ``folder`` (or $KOOPNB_APP_MODELS)."""
+    choices = []
+    for name in kn.models.list()["name"]:
+        header = kn.models.info(name)
+        author, year = name.split("_")[-1][:-4], name[-4:]
+        choices.append(Choice(f"{header['title']} ({author.capitalize()} {year})", name, header))
     folder = folder or os.environ.get("KOOPNB_APP_MODELS")
     if folder:
         for path in sorted(Path(folder).glob("*.pk")):
-            choices.append(Choice(path.stem, path.read_text(), f"your model file {path.name}", "po", 25.0,
-                                  ("auc24", 80.0, 120.0)))
+            header = _header(path.read_text(encoding="utf-8"))
+            choices.append(Choice(header.get("title", path.stem), path.stem, header, path))
     return choices
+
+
+def _header(text: str) -> dict[str, str]:
+    """The ``# key: value`` lines of a model file (the library's header fields only)."""
+    header = {}
+    for line in text.splitlines():
+        key, _, value = line.removeprefix("# ").partition(": ")
+        if line.startswith("# ") and key in kn.models.FIELDS:
+            header[key] = value.strip()
+    return header
 
 
 class _Table:
@@ -138,11 +172,13 @@ class DosingApp:
 
     def __init__(self, models: list[Choice] | None = None):
         self.models = models or available_models()
-        self.choice = self.models[0]
+        start = next((i for i, c in enumerate(self.models) if c.name == DEFAULT_MODEL), 0)
+        self.choice = self.models[start]
         self.posterior = None
         self.model = None
-        self.pick = widgets.Dropdown(options=[(c.name, i) for i, c in enumerate(self.models)], value=0,
-                                     description="Model", layout=widgets.Layout(width="480px"))
+        self.pick = widgets.Dropdown(options=[(c.label, i) for i, c in enumerate(self.models)], value=start,
+                                     description="Model", layout=widgets.Layout(width="760px"))
+        self.model_note = widgets.HTML()
         self.covariate_box = widgets.VBox()
         self.covariate_fields: dict[str, tuple[widgets.Text, widgets.HTML]] = {}
         self.doses = _Table("dose", ("time (h)", "amount (mg)", "infusion (h)"), [(0.0, 1000.0, 1.0)], "add dose")
@@ -173,7 +209,8 @@ class DosingApp:
         self.recommend.on_click(lambda _: self._run(self._recommend))
         self._use_model()
         self.widget = widgets.VBox([
-            widgets.HTML("<h2>koopnb dosing</h2>"), self.pick, widgets.HTML("<h3>Patient</h3>"), self.covariate_box,
+            widgets.HTML("<h2>koopnb dosing</h2>"), self.pick, self.model_note, widgets.HTML("<h3>Patient</h3>"),
+            self.covariate_box,
             widgets.HTML("<h4>Doses given</h4>"), self.doses.widget, widgets.HTML("<h4>Measured levels</h4>"),
             self.levels.widget, self.estimate, self.status, self.fit_summary, widgets.HTML("<h3>Target</h3>"),
             widgets.HBox([self.metric, self.low, self.high]), widgets.HTML("<h3>Constraints</h3>"),
@@ -184,20 +221,35 @@ class DosingApp:
     # -- model and patient --------------------------------------------------------------------
     def _use_model(self) -> None:
         self.choice = self.models[self.pick.value]
-        self.model = kn.parse_model(self.choice.text, name=self.choice.name)
-        self.covariate_fields = {}
-        rows = []
-        for name, reference in self.model.covariates.items():
-            field = widgets.Text(description=name, placeholder=f"e.g. {reference:g}")
-            message = widgets.HTML()
-            self.covariate_fields[name] = (field, message)
-            rows.append(widgets.HBox([field, message]))
-        self.covariate_box.children = rows
-        key, low, high = self.choice.window
-        self.metric.value, self.low.value, self.high.value = key, low, high
-        self.step.value = self.choice.dose_step
         self.posterior = None
         self.recommend.disabled = True
+        self.covariate_fields = {}
+        self.covariate_box.children = []
+        try:
+            self.model = self.choice.load()
+        except KoopnbError as problem:  # a user's file that is not a valid model: say so, offer nothing
+            self.model = None
+            self.estimate.disabled = True
+            self.model_note.value = _red(f"{self.choice.path.name}: {problem}")
+            return
+        self.estimate.disabled = False
+        self.model_note.value = (f"<span style='opacity:.75'>{html.escape(self.choice.citation)}</span>"
+                                 if self.choice.header.get("citation") else "")
+        rows = []
+        for name, reference in self.model.covariates.items():
+            field = widgets.Text(description=name, placeholder=f"e.g. {reference:g}", style=WIDE)
+            message = widgets.HTML()
+            self.covariate_fields[name] = (field, message)
+            help_text = html.escape(self.choice.covariate_help(name))
+            rows.append(widgets.HBox([field, widgets.HTML(f"<span style='opacity:.75'>{help_text}</span>"),
+                                      message]))
+        self.covariate_box.children = rows
+        units = _units(self.model)
+        self.metric.options = [(f"{label} ({units[key]})" if units[key] else label, key)
+                               for key, (label, _) in METRICS.items()]
+        key, low, high = self.choice.window or ("auc24", math.nan, math.nan)
+        self.metric.value, self.low.value, self.high.value = key, low, high
+        self.step.value = self.choice.dose_step or 0.0  # 0: a twentieth of the last dose, set by Estimate
 
     def _covariates(self) -> dict[str, float] | None:
         values, ok = {}, True
@@ -210,8 +262,8 @@ class DosingApp:
                 message.value = _red(f"enter the patient's {name}" if not text else f"{text!r} is not a number")
                 ok = False
                 continue
-            if not math.isfinite(value) or value <= 0:
-                message.value = _red(f"{name} must be a positive number")
+            if not math.isfinite(value) or value < 0:  # 0 is a category (DIAL 0: not on dialysis)
+                message.value = _red(f"{name} must be a number, 0 or more")
                 ok = False
             values[name] = value
         return values if ok else None
@@ -281,12 +333,16 @@ class DosingApp:
         last = table[table["EVID"] == 1].iloc[-1]
         self.current_amount.value = float(last["AMT"])
         self.infusion.value = float(last["DUR"])
+        if not self.step.value > 0:
+            self.step.value = default_step(float(last["AMT"]))
         self.recommend.disabled = False
 
     def _recommend(self) -> None:
         if self.posterior is None:
             raise KoopnbError("press Estimate first")
         low, high, step = self.low.value, self.high.value, self.step.value
+        if math.isnan(low) or math.isnan(high):
+            raise KoopnbError("enter the target range (from, to): this model's source gives none")
         if not low < high:
             raise KoopnbError(f"the target's lower end ({low:g}) must be below its upper end ({high:g})")
         if step <= 0 or self.max_dose.value < step:
@@ -315,12 +371,14 @@ class DosingApp:
         if current["objective"] > best["objective"]:
             best = current
         limit = f" (at most {self.max_rate.value:g} mg/h over {infusion:g} h)" if infusion else ""
-        answer = _answer_html(best, current, self.metric.value, low, high, amounts, infusion)
+        unit = _units(self.model)[self.metric.value]
+        answer = _answer_html(best, current, self.metric.value, low, high, unit, amounts, infusion)
         self.answer.value = f"{answer}{limit}.</p>"
         self.answer.add_class("koopnb-answer")
         shifted = kn.Window(METRICS[self.metric.value][1](STEADY_STATE_AFTER), low, high)
         page = kn.report(self.posterior, _regimen(current, infusion), shifted, recommended=_regimen(best, infusion),
-                         citation=self.choice.citation, concentration_unit="mg/L", rtol=1e-3, atol=1e-4)
+                         citation=self.choice.citation, concentration_unit=_units(self.model)["trough"],
+                         rtol=1e-3, atol=1e-4)
         picture = io.BytesIO()
         page.plot().savefig(picture, format="png", dpi=110)
         self.plot.value = picture.getvalue()
@@ -336,13 +394,26 @@ def _regimen(row, infusion: float) -> kn.Regimen:
     return kn.Regimen(doses.doses, unit="mg")
 
 
-def _answer_html(best, current, metric: str, low: float, high: float, amounts: np.ndarray, infusion: float) -> str:
+def _units(model: kn.Model) -> dict[str, str | None]:
+    """The unit of each target metric for ``model`` with doses in mg (None when its units leave it unknown)."""
+    units = {}
+    for key, (_, metric) in METRICS.items():
+        try:
+            units[key] = metric_unit(model, metric(0.0), "mg")
+        except KoopnbError:  # the model fixes its amounts in another unit: say nothing rather than guess
+            units[key] = None
+    return units
+
+
+def _answer_html(best, current, metric: str, low: float, high: float, unit: str | None, amounts: np.ndarray,
+                 infusion: float) -> str:
     label = METRICS[metric][0]
+    unit = f" {unit}" if unit else ""
     def chance(row) -> str:
         return f"{100 * row['objective']:.1f} % ± {100 * row['error']:.1g} %"
     over = f" over {infusion:g} h" if infusion else ""
     return (f"<h3>Recommended: {best['amount']:g} mg every {best['interval']:g} h{over}</h3>"
-            f"<p>Probability that the {label} is between {low:g} and {high:g}: <b>{chance(best)}</b> "
+            f"<p>Probability that the {label} is between {low:g} and {high:g}{unit}: <b>{chance(best)}</b> "
             f"(current regimen, {current['amount']:g} mg every {current['interval']:g} h: {chance(current)}).</p>"
             f"<p>Searched: multiples of {amounts[0]:g} mg from {amounts[0]:g} to {amounts[-1]:g} mg")
 

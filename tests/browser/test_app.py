@@ -64,8 +64,10 @@ def test_a_clinician_gets_a_recommendation_and_a_report(browser: Browser, app_ur
         page.get_by_text("enter the patient's CRCL").wait_for(timeout=30_000)
         assert "Traceback" not in page.content()
 
-        page.locator(".widget-text", has_text="CRCL").locator("input").fill("60")
-        page.locator(".widget-text", has_text="CRCL").locator("input").press("Tab")
+        for covariate, value in (("CRCL", "60"), ("WT", "70"), ("DIAL", "0")):
+            field = page.locator(".widget-text", has_text=covariate).locator("input")
+            field.fill(value)
+            field.press("Tab")
         _type(page, ".koopnb-dose-amount", "1000")
         page.get_by_role("button", name="Estimate").click()
         page.get_by_text("Estimated.").wait_for(timeout=120_000)
