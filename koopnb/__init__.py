@@ -4,6 +4,7 @@ The public surface is listed in ``__all__``; everything else is internal.
 """
 
 from koopnb import datasets, models
+from koopnb.constraints import Constraints
 from koopnb.covariates import CovariateHistory
 from koopnb.data import DataWarning, read_nonmem, split_subjects, subject_covariates, subject_regimen
 from koopnb.distributions import (
@@ -71,6 +72,7 @@ __all__ = [
     "Cmax",
     "Cmin",
     "Conc",
+    "Constraints",
     "ConvergenceWarning",
     "CovariateHistory",
     "DataError",

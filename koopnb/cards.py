@@ -20,10 +20,11 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from koopnb.expectation.integrand import AllWindows
 from koopnb.inference.sampler import TRUSTED_LENGTH
-from koopnb.metrics import Metric, Window
+from koopnb.metrics import Metric, Target, Window
 
 RESULT_MIME_TYPE = "application/vnd.koopnb.result+json"
 """The MIME type the koopnb JupyterLab extension renders as a result card."""
@@ -93,17 +94,18 @@ def expectation_payload(result, title: str | None = None) -> dict[str, Any]:
 
 
 def dose_payload(result) -> dict[str, Any]:
-    """The card payload of a DoseResult: optimal dose, its regimen and the objective there."""
+    """The card payload of a DoseResult: the practical dose, its regimen and the objective there; the current
+    regimen's value, the search space and any note ride in the title and warnings."""
     target = result.target
     metric, window = _target_parts(target)
     probability = getattr(result.certified, "value", None) if window is not None else None
     payload = {
-        "kind": "dose", "title": f"Optimal dose for {_target_text(target)}", "value": float(result.objective),
-        "error": float(result.error), "n_evals": int(result.n_evals), "method": str(result.method),
-        "converged": bool(result.converged), "elapsed": float(result.elapsed), "metric": metric,
-        "window": list(window) if window is not None else None,
+        "kind": "dose", "title": f"Recommended dose for {_target_text(target)}{_current_clause(result)}",
+        "value": float(result.objective), "error": float(result.error), "n_evals": int(result.n_evals),
+        "method": str(result.method), "converged": bool(result.converged), "elapsed": float(result.elapsed),
+        "metric": metric, "window": list(window) if window is not None else None,
         "probability": float(probability) if probability is not None else None, "dose": float(result.dose),
-        "unit": result.regimen.unit, "regimen": str(result.regimen),
+        "unit": _dose_unit(result), "regimen": str(result.regimen),
         "warnings": _dose_warnings(result),
     }
     return _without_none(payload)
@@ -130,6 +132,8 @@ def posterior_payload(posterior) -> dict[str, Any]:
 
 def ranked_regimens_bundle(table) -> dict[str, Any]:
     """The bundle of :func:`koopnb.optimize_regimen`'s ranked table (a DataFrame, best first) as a card."""
+    if not _is_ranking(table):
+        return {"text/plain": table.to_string(), "text/html": table.to_html()}
     rows = [{"regimen": str(row["regimen"]), "probability": float(row["objective"]), "error": float(row["error"])}
             for _, row in table.iterrows()]
     title = f"Best regimen for {table.attrs.get('target', 'the target')}"
@@ -138,31 +142,103 @@ def ranked_regimens_bundle(table) -> dict[str, Any]:
         "kind": "regimen", "title": title, "value": best.get("probability"), "error": best.get("error"),
         "regimen": best.get("regimen"), "n_evals": int(table["n_evals"].sum()) if rows else None,
         "converged": bool(table["converged"].all()) if rows else None, "rows": rows})
-    text = "\n".join([title, *(f"{i + 1}. {row['regimen']}: {_labelled('', row['probability'], row['error'])}"
-                                for i, row in enumerate(rows))])
-    return {"text/plain": text, "text/html": f"<div><b>{html.escape(title)}</b>{table.to_html()}</div>",
+    return {"text/plain": regimen_table_text(table), "text/html": regimen_table_html(table),
             RESULT_MIME_TYPE: payload}
+
+
+def regimen_table(table) -> pd.DataFrame:
+    """:func:`koopnb.optimize_regimen`'s ranking for people: a rank column, plain headers, doses with their
+    unit, probabilities as ``71.4 % ± 0.0012 %``; columns that say nothing here (no loading dose, no
+    infusion) are left out.  The numbers stay in the ranking itself; this is for display."""
+    attrs = table.attrs
+    unit = f" {attrs['unit']}" if attrs.get("unit") else ""
+    shown = {"Rank": list(range(1, len(table) + 1))}
+    if (table["loading"] > 0).any():
+        shown["Loading dose"] = [f"{v:g}{unit}" if v > 0 else "none" for v in table["loading"]]
+    shown["Dose"] = [f"{v:g}{unit}" for v in table["amount"]]
+    shown["Every"] = [f"{v:g} h" for v in table["interval"]]
+    if "duration" in table and (table["duration"] > 0).any():
+        shown["Infusion"] = [f"over {v:g} h" if v > 0 else "bolus" for v in table["duration"]]
+    if "daily" in table:
+        shown["Per day"] = [f"{v:g}{unit}" for v in table["daily"]]
+    if attrs.get("goal") == "expected":
+        shown[f"Expected {_metric_words(attrs.get('target', ''))}"] = [
+            amount(v, e, attrs.get("metric_unit")) for v, e in zip(table["objective"], table["error"], strict=True)]
+    else:
+        shown["Probability in window"] = [percent(v, e) for v, e in zip(table["objective"], table["error"],
+                                                                        strict=True)]
+    if "toxic" in table:
+        shown["Toxicity risk"] = [percent(v, e) for v, e in zip(table["toxic"], table["toxic_error"], strict=True)]
+    shown["Regimen"] = list(table["regimen"])
+    return pd.DataFrame(shown)
+
+
+def regimen_table_html(table) -> str:
+    """The ranking as an HTML table for people, with the target above and the details in a fold."""
+    if not _is_ranking(table):
+        return pd.DataFrame(table)._repr_html_()
+    head = f"<b>Regimens for {html.escape(table.attrs.get('target', 'the target'))}, best first</b>"
+    return (f"<div class='koopnb-regimens'>{head}{regimen_table(table).to_html(index=False, escape=True)}"
+            f"{_details_html(_ranking_details(table))}</div>")
+
+
+def regimen_table_text(table) -> str:
+    """The ranking as text for people; the details on a trailing line."""
+    if not _is_ranking(table):
+        return pd.DataFrame(table).to_string()
+    head = f"Regimens for {table.attrs.get('target', 'the target')}, best first"
+    return f"{head}\n{regimen_table(table).to_string(index=False)}\nDetails: {'; '.join(_ranking_details(table))}"
+
+
+def _is_ranking(table) -> bool:
+    return {"regimen", "loading", "amount", "interval", "objective", "error", "converged", "n_evals"} <= set(
+        table.columns)
+
+
+def _ranking_details(table) -> list[str]:
+    attrs = table.attrs
+    details = [f"{len(table)} regimens certified by the Koopman expectation; {int(table['n_evals'].sum()):,} model "
+               f"evaluations; {'all converged' if table['converged'].all() else 'NOT all converged'}"]
+    if attrs.get("constraints"):
+        details.append(f"constraints: {attrs['constraints']}")
+    if attrs.get("toxic"):
+        details.append(f"toxicity risk is P({attrs['toxic']})")
+    details += [f"excluded {regimen}: {reason}" for regimen, reason in attrs.get("excluded", ())]
+    return details
 
 
 # -- plain text ---------------------------------------------------------------------------------------
 def expectation_text(result) -> str:
-    """One line: ``P(auc(0, 24) in 400..600) = 0.7312 ± 0.0004 (koopman; 687 model evaluations, 12 ms)``."""
+    """The value with its error and unit, e.g. ``P(auc(0, 24) in 400..600) = 73.1 % ± 0.04 %``, then a
+    trailing line with the method, evaluations and time."""
     if np.ndim(result.value) == 0:
-        body = _labelled(result.label, result.value, result.error)
+        body = f"{result.label} = {_value_text(result.quantity, result.value, result.error, _unit(result))}"
     else:
-        body = "; ".join(_labelled(label, value, error)
-                         for label, value, error in zip(result.label, result.value, result.error, strict=True))
-    return f"{body} ({_footer_text(result.method, result.n_evals, result.elapsed, result.converged)})"
+        units = _units(result)
+        body = "; ".join(f"{label} = {_value_text(quantity, value, error, unit)}" for label, quantity, value, error,
+                         unit in zip(result.label, _quantities(result), result.value, result.error, units,
+                                     strict=True))
+    return f"{body}\nDetails: {_footer_text(_method(result), result.n_evals, result.elapsed, result.converged)}"
 
 
 def dose_text(result) -> str:
-    """One line with the optimal dose, its regimen and the objective there."""
-    unit = f" {result.regimen.unit}" if result.regimen.unit else ""
-    value, error = format_value_error(result.objective, result.error)
-    status = "" if result.feasible else f"; {result.message}"
-    footer = _footer_text(result.method, result.n_evals, result.elapsed, result.converged)
-    return (f"optimal dose {result.dose:.6g}{unit} ({result.regimen}) for {_target_text(result.target)}: "
-            f"objective {value} ± {error} ({footer}){status}")
+    """The practical dose, the objective there beside the current regimen's, the search space, any note, and a
+    trailing line with the method, evaluations and time."""
+    unit = _dose_unit(result)
+    header, values = _objective_words(result)
+    lines = [f"Recommended dose: {_dose_words(result.dose, unit)} ({result.regimen}) for "
+             f"{_target_text(result.target)}",
+             f"{header}: {values(result.objective, result.error)}"]
+    if result.current is not None:
+        lines[-1] += (f" (current {_dose_words(result.current_dose, unit)}: "
+                      f"{values(result.current.value, result.current.error)})")
+    if result.toxic is not None:
+        lines.append(f"Toxicity risk P({result.constraints.toxic}): {percent(result.toxic.value, result.toxic.error)}")
+    if result.search_space:
+        lines.append(f"Searched {result.search_space}.")
+    lines += [f"Note: {text}." for text in (result.note, result.message) if text]
+    lines.append(f"Details: {_footer_text(result.method, result.n_evals, result.elapsed, result.converged)}")
+    return "\n".join(lines)
 
 
 # -- HTML fallbacks (escaped; no scripts) -------------------------------------------------------------
@@ -185,26 +261,44 @@ def model_html(model) -> str:
 
 
 def expectation_html(result) -> str:
-    """A small card: label, value ± error, method, evaluations, time, convergence, warnings."""
+    """A small card: label, value ± error with its unit, warnings; method, evaluations and time in a fold."""
     if np.ndim(result.value) == 0:
-        body = _value_html(result.label, result.value, result.error)
+        body = (f"<div>{html.escape(str(result.label))}</div><div style='font-size:1.4em'>"
+                f"{html.escape(_value_text(result.quantity, result.value, result.error, _unit(result)))}</div>")
     else:
-        lines = "".join(f"<tr><td>{html.escape(str(label))}</td><td>{_pm(value, error)}</td></tr>"
-                        for label, value, error in zip(result.label, result.value, result.error, strict=True))
+        lines = "".join(f"<tr><td>{html.escape(str(label))}</td><td>{html.escape(_value_text(q, v, e, u))}</td></tr>"
+                        for label, q, v, e, u in zip(result.label, _quantities(result), result.value, result.error,
+                                                     _units(result), strict=True))
         body = f"<table>{lines}</table>"
-    return _card(body, _footer_text(result.method, result.n_evals, result.elapsed, result.converged),
+    return _card(body, [_footer_text(_method(result), result.n_evals, result.elapsed, result.converged)],
                  list(result.warnings))
 
 
 def dose_html(result) -> str:
-    """A small card with the optimal dose, the regimen and the objective at the optimum."""
-    unit = f" {html.escape(result.regimen.unit)}" if result.regimen.unit else ""
-    body = (f"<div><b>Optimal dose: {result.dose:.6g}{unit}</b></div>"
-            f"<div>Regimen: {html.escape(str(result.regimen))}</div>"
-            f"<div>Target: {html.escape(_target_text(result.target))}</div>"
-            f"<div>Objective at the optimum: {_pm(result.objective, result.error)}</div>")
-    return _card(body, _footer_text(result.method, result.n_evals, result.elapsed, result.converged),
-                 _dose_warnings(result) or [])
+    """A small card: the practical dose beside the current one (dose, objective, toxicity risk), the search
+    space and any note; the method and evaluations in a fold."""
+    unit = _dose_unit(result)
+    header, values = _objective_words(result)
+    toxic = result.toxic is not None
+    heads = ["", "Dose", header] + (["Toxicity risk"] if toxic else [])
+    rows = [["Recommended", _dose_words(result.dose, unit), values(result.objective, result.error)]
+            + ([percent(result.toxic.value, result.toxic.error)] if toxic else [])]
+    if result.current is not None:
+        rows.append(["Current", _dose_words(result.current_dose, unit),
+                     values(result.current.value, result.current.error)] + (["—"] if toxic else []))
+    table = "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead><tbody>"
+    table += "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    body = (f"<div><b>Recommended dose: {html.escape(_dose_words(result.dose, unit))}</b> "
+            f"({html.escape(str(result.regimen))})</div>"
+            f"<div>Target: {html.escape(_target_text(result.target))}</div>{table}</tbody></table>")
+    if result.search_space:
+        body += f"<div>Searched {html.escape(result.search_space)}.</div>"
+    details = [_footer_text(result.method, result.n_evals, result.elapsed, result.converged)]
+    if result.constraints is not None and result.constraints.describe(unit):
+        details.append(f"constraints: {result.constraints.describe(unit)}")
+    if result.exact_dose is not None:
+        details.append(f"best dose on a continuous scale {result.exact_dose:.4g}{f' {unit}' if unit else ''}")
+    return _card(body, details, _dose_warnings(result) or [])
 
 
 def posterior_html(posterior) -> str:
@@ -216,6 +310,61 @@ def posterior_html(posterior) -> str:
 
 
 # -- numbers ------------------------------------------------------------------------------------------
+def percent(probability: float, error: float | None = None) -> str:
+    """A probability for people: a percentage with 3 significant digits and, when given, its error with 1
+    significant digit (2 when that digit is 1 or 2), e.g. ``71.4 % ± 0.0012 %``.  A value that would round to
+    0 % or 100 % without being it shows as ``< 0.001 %`` or ``> 99.9 %``: a rounded 100 % would claim
+    certainty."""
+    value = 100.0 * float(probability)
+    if not math.isfinite(value):
+        text = f"{value} %"
+    elif 99.95 <= value < 100.0:
+        text = "> 99.9 %"
+    elif 0.0 < value < 0.001:
+        text = "< 0.001 %"
+    else:
+        text = f"{_significant(value, 3)} %"
+    return text if error is None else f"{text} ± {_error_digits(100.0 * float(error))} %"
+
+
+def amount(value: float, error: float | None = None, unit: str | None = None) -> str:
+    """An expected value for people: 3 significant digits (all the digits before the point), its unit, and the
+    error as in :func:`percent`, e.g. ``438 ± 0.008 mg·h/L``."""
+    text = _significant(float(value), 3)
+    if error is not None:
+        text += f" ± {_error_digits(float(error))}"
+    return f"{text} {unit}" if unit else text
+
+
+def _significant(value: float, digits: int) -> str:
+    """``value`` with ``digits`` significant digits in positional notation (never fewer than its whole part;
+    scientific notation beyond 10^6 or below 10^-4)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    exponent = math.floor(math.log10(abs(value)))
+    if not -4 <= exponent < 6:
+        return f"{value:.{digits - 1}e}"
+    decimals = max(digits - 1 - exponent, 0)
+    rounded = round(value, decimals)
+    if rounded != 0 and math.floor(math.log10(abs(rounded))) > exponent and decimals > 0:
+        decimals -= 1  # 99.96 → 100.0 would show a 4th digit
+    return f"{value:.{decimals}f}"
+
+
+def _error_digits(error: float) -> str:
+    """An error with 1 significant digit, 2 when the first is 1 or 2 (0.0012, 0.05, 30)."""
+    error = abs(error)
+    if error == 0 or not math.isfinite(error):
+        return f"{error:g}"
+    mantissa, exponent = f"{error:.1e}".split("e")
+    exponent = int(exponent)
+    digits = 2 if float(mantissa) < 3 else 1
+    if not -7 <= exponent < 6:
+        return f"{error:.{digits - 1}e}"
+    decimals = max(digits - 1 - exponent, 0)
+    return f"{error:.{decimals}f}"
+
+
 def format_value_error(value: float, error: float) -> tuple[str, str]:
     """``value`` and ``error`` rounded to the error's leading digits (two when it starts with 1 or 2),
     e.g. (0.73123, 0.00041) -> ("0.7312", "0.0004"); the same rule as the lab extension's cards."""
@@ -255,10 +404,67 @@ def _target_text(target) -> str:
 
 
 def _dose_warnings(result) -> list[str] | None:
-    found = [result.message] if getattr(result, "message", "") else []
+    found = [text for text in (getattr(result, "note", ""), getattr(result, "message", "")) if text]
     certified = getattr(result, "certified", None)
     found += list(getattr(certified, "warnings", ()) or ())
     return list(dict.fromkeys(found)) or None
+
+
+def _dose_unit(result) -> str | None:
+    return getattr(result, "dose_unit", None) or result.regimen.unit
+
+
+def _dose_words(dose: float, unit: str | None) -> str:
+    return f"{dose:g} {unit}" if unit else f"{dose:g}"
+
+
+def _objective_words(result):
+    """The header of a DoseResult's objective and how to write a value with its error."""
+    if isinstance(result.target, Target):
+        unit = getattr(result, "unit", None)
+        return f"Expected {result.target.metric}", lambda value, error: amount(value, error, unit)
+    return "Probability in window", percent
+
+
+def _current_clause(result) -> str:
+    if result.current is None:
+        return ""
+    _, values = _objective_words(result)
+    return (f" — current {_dose_words(result.current_dose, _dose_unit(result))}: "
+            f"{values(result.current.value, result.current.error)}; searched {result.search_space}")
+
+
+def _metric_words(target_text: str) -> str:
+    """The metric of a target's text (``auc(0, 24) = 500`` → ``auc(0, 24)``)."""
+    return target_text.rpartition(" = ")[0] or target_text
+
+
+def _value_text(quantity, value: float, error: float, unit: str | None) -> str:
+    """A probability as a percentage, anything else with its unit."""
+    if isinstance(quantity, (Window, AllWindows)):
+        return percent(value, error)
+    return amount(value, error, unit)
+
+
+def _unit(result) -> str | None:
+    unit = getattr(result, "unit", None)
+    return unit if isinstance(unit, str) else None
+
+
+def _units(result) -> list[str | None]:
+    unit = getattr(result, "unit", None)
+    if isinstance(unit, (list, tuple)):
+        return list(unit)
+    return [unit] * len(result.label)
+
+
+def _quantities(result) -> list:
+    quantity = result.quantity
+    return list(quantity) if isinstance(quantity, (list, tuple)) else [quantity] * len(result.label)
+
+
+def _method(result) -> str:
+    return f"{result.method} ({result.rule})" if result.rule else result.method
 
 
 def _cost(result) -> dict[str, Any]:
@@ -275,20 +481,6 @@ def _posterior_title(posterior) -> str:
     return "Posterior" if subject is None else f"Posterior of subject {subject}"
 
 
-def _labelled(label, value: float, error: float) -> str:
-    number, spread = format_value_error(value, error)
-    return f"{label} = {number} ± {spread}" if label else f"{number} ± {spread}"
-
-
-def _pm(value: float, error: float) -> str:
-    number, spread = format_value_error(value, error)
-    return f"{number} <span style='opacity:.7'>± {spread}</span>"
-
-
-def _value_html(label, value: float, error: float) -> str:
-    return f"<div>{html.escape(str(label))}</div><div style='font-size:1.4em'>{_pm(value, error)}</div>"
-
-
 def _footer_text(method: str, n_evals: int, elapsed: float, converged: bool) -> str:
     status = "converged" if converged else "NOT converged"
     return f"{method}; {int(n_evals):,} model evaluations, {_seconds(elapsed)}, {status}"
@@ -298,10 +490,15 @@ def _seconds(elapsed: float) -> str:
     return f"{1e3 * elapsed:.0f} ms" if elapsed < 1 else f"{elapsed:.2f} s"
 
 
-def _card(body: str, footer: str, warnings: list[str]) -> str:
+def _card(body: str, details: list[str], warnings: list[str]) -> str:
     notes = "".join(f"<div style='color:#b45309'>⚠ {html.escape(w)}</div>" for w in warnings)
-    return (f"<div class='koopnb-card' style='{_CARD_STYLE}'>{body}{notes}"
-            f"<div style='opacity:.7;font-size:.85em'>{html.escape(footer)}</div></div>")
+    return f"<div class='koopnb-card' style='{_CARD_STYLE}'>{body}{notes}{_details_html(details)}</div>"
+
+
+def _details_html(details: list[str]) -> str:
+    """How the answer was computed, folded away: method, nodes, evaluations, time."""
+    items = "".join(f"<div>{html.escape(line)}</div>" for line in details)
+    return (f"<details style='opacity:.7;font-size:.85em'><summary>Details</summary>{items}</details>")
 
 
 def _without_none(payload: dict[str, Any]) -> dict[str, Any]:

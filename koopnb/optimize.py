@@ -9,21 +9,29 @@ cubic interpolation of log(metric) in s, so that the probability is a smooth fun
 a linear model with zero initial state every metric scales with the dose (AUC, Cmax, Cmin and Conc are
 linear in the doses), so one table of model evaluations at the reference dose serves every candidate
 dose; the result says so in ``n_evals``.
+
+Every answer is a practical dose: a multiple of a step (a vial or tablet size; :func:`default_step` when none is
+given) within the bounds and the clinical limits (:class:`koopnb.Constraints`), stated in words in the result,
+beside the current regimen's certified value; the current dose is kept when it is allowed and better.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import brentq, minimize_scalar
 from scipy.special import ndtr
 
+from koopnb.cards import percent
+from koopnb.constraints import Constraints, daily_amount
 from koopnb.errors import ExpectationError, KoopnbError
 from koopnb.expectation import ExpectationResult, expectation, probability
 from koopnb.expectation.families import HERMITE, ProductMeasure, product_measure
@@ -59,6 +67,14 @@ SEARCH_ATOL = 1e-4
 barely moves the optimum."""
 INFEASIBLE = 1e-3
 """Below this best probability a window counts as out of reach of every dose in the bounds."""
+NICE_STEPS = (1.0, 2.0, 2.5, 5.0)
+"""Default steps are one of these times a power of ten (vial and tablet sizes are such numbers)."""
+DEFAULT_STEP_SHARE = 0.05
+"""The default step is at most this share of the current dose."""
+DEFAULT_MAX_DOSES = 2000
+"""The default step gives at most about this many candidate doses."""
+TOXIC_RETRIES = 3
+"""Candidates certified, best first, before a search whose safety estimates keep failing certification stops."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +86,16 @@ class DoseResult:
     certified by a full-accuracy expectation with ``error``; ``n_evals`` counts the model evaluations of
     search and certification; ``curve_doses``/``curve_values`` are the search objective over the bounds
     (probability versus dose); ``feasible`` is False, with ``message`` saying why, when no dose within the
-    bounds reaches the target.  ``unit`` is the unit of the target's metric ("mg·h/L" for an AUC window of a
-    mg / L / h model; None when unknown) and ``dose_unit`` the dose's (the regimen's amount unit, e.g. "mg");
-    see :mod:`koopnb.units`.
+    bounds reaches the target.
+
+    The dose is practical: a multiple of ``step`` (the given step or the default one), drawn from the doses
+    ``search_space`` names in words ("multiples of 25 mg between 50 and 1000 mg").  ``current`` is the given
+    regimen as it is (``current_dose`` its first dose) certified the same way; ``note`` is one sentence when
+    the current dose is better but not allowed ("the current 320 mg is not a multiple of 25 mg; ...").
+    ``exact_dose`` is the best dose on a continuous scale (None where only multiples were evaluated);
+    ``toxic`` the certified probability of ``constraints.toxic`` at the chosen dose (None without one).
+    ``unit`` is the unit of the target's metric ("mg·h/L" for an AUC window of a mg / L / h model; None when
+    unknown) and ``dose_unit`` the dose's (the regimen's amount unit, e.g. "mg"); see :mod:`koopnb.units`.
     """
 
     dose: float
@@ -90,15 +113,24 @@ class DoseResult:
     curve_values: np.ndarray = field(repr=False)
     certified: ExpectationResult | None = field(default=None, repr=False)
     search_evals: int = 0
+    step: float | None = None
+    search_space: str = ""
+    current: ExpectationResult | None = field(default=None, repr=False)
+    current_dose: float | None = None
+    note: str = ""
+    exact_dose: float | None = None
+    toxic: ExpectationResult | None = field(default=None, repr=False)
+    constraints: Constraints | None = None
     unit: str | None = None
     dose_unit: str | None = None
 
     def __str__(self) -> str:
         what = "P" if _is_window(self.target) else "E"
-        status = "" if self.feasible else f" — {self.message}"
+        status = "".join(f" — {text}" for text in (self.message, self.note) if text)
         unit = f" {self.regimen.unit}" if self.regimen.unit else ""
-        return (f"dose {self.dose:.6g}{unit} ({self.regimen}): {what} = {self.objective:.6g} ± {self.error:.2g} "
-                f"[{self.method}; {self.n_evals} model evaluations; "
+        current = f"; current {self.current_dose:.6g}{unit}: {self.current.value:.6g}" if self.current else ""
+        return (f"dose {self.dose:.6g}{unit} ({self.regimen}): {what} = {self.objective:.6g} ± {self.error:.2g}"
+                f"{current} [{self.search_space}; {self.method}; {self.n_evals} model evaluations; "
                 f"{'converged' if self.converged else 'NOT converged'}]{status}")
 
     def _repr_html_(self) -> str:
@@ -117,58 +149,310 @@ class DoseResult:
         return {"dose": float(self.dose), "regimen": str(self.regimen), "unit": self.regimen.unit or "",
                 "objective": float(self.objective), "error": float(self.error), "n_evals": int(self.n_evals),
                 "elapsed": float(self.elapsed), "converged": bool(self.converged), "feasible": bool(self.feasible),
-                "message": self.message, "target": _target_text(self.target), "method": self.method}
+                "message": self.message, "target": _target_text(self.target), "method": self.method,
+                "step": self.step, "search_space": self.search_space, "note": self.note,
+                "current_dose": self.current_dose,
+                "current": float(self.current.value) if self.current is not None else None,
+                "current_error": float(self.current.error) if self.current is not None else None}
 
 
 def optimize_dose(model, regimen: Regimen, dist, target, bounds: tuple[float, float], step: float | None = None,
-                  method: str = "koopman", *, covariates=None, rtol: float = 1e-4, atol: float = 1e-6,
-                  n: int = 10_000, seed=0, grid: int | None = None) -> DoseResult:
-    """The dose (amount of the first dose; every dose scaled alike) that best meets ``target``.
+                  method: str = "koopman", *, constraints: Constraints | None = None, covariates=None,
+                  rtol: float = 1e-4, atol: float = 1e-6, n: int = 10_000, seed=0,
+                  grid: int | None = None) -> DoseResult:
+    """The practical dose (amount of the first dose; every dose scaled alike) that best meets ``target``.
 
     ``target``: a ``Window`` (maximise the probability of landing in it), a list of windows (maximise
-    the probability that all hold), or a ``Target`` (expected metric equal to its value).  ``bounds``
-    (low, high) limit the dose; ``step`` restricts it to multiples (tablet or vial sizes) and returns
-    the best allowed multiple.  ``method="koopman"`` searches a quadrature objective;
-    ``method="montecarlo"`` a Monte Carlo one with ``n`` draws and common random numbers (``seed``).
-    Either way the chosen dose is certified by a Koopman expectation to ``rtol``/``atol``.
+    the probability that all hold), or a ``Target`` (expected metric closest to its value).  The answer is
+    a multiple of ``step`` (vial or tablet size) within ``bounds`` (low, high); without ``step`` the
+    :func:`default_step` is used (320 mg → 10 mg).  ``constraints`` (:class:`koopnb.Constraints`) cap the
+    dose (maximum single dose, daily dose, and the infusion rate at the regimen's durations) and exclude doses
+    whose probability of ``constraints.toxic`` exceeds ``constraints.toxic_limit``.
+
+    ``method="koopman"`` searches a quadrature objective; ``method="montecarlo"`` a Monte Carlo one with ``n``
+    draws and common random numbers (``seed``).  Either way the chosen dose and the given regimen as it is
+    (``current``) are certified by the same full-accuracy expectation to ``rtol``/``atol``.  The recommendation
+    is never worse than the current regimen when that is one of the allowed doses (the current dose is kept
+    then); when the current dose is better but not allowed (not a multiple of the step, outside the bounds or
+    the constraints), ``note`` says so in one sentence.  ``exact_dose`` is the best dose on a continuous scale
+    where the search found it (None when only the multiples were evaluated).
     """
     started = time.perf_counter()
     reference, low, high = _check(regimen, bounds, step, grid)
     if method not in ("koopman", "montecarlo"):
         raise ExpectationError(f"unknown method {method!r}; use 'koopman' or 'montecarlo'")
-    if isinstance(target, Target):
-        return _optimize_target(model, regimen, dist, target, reference, low, high, step, method, covariates,
-                                rtol, atol, n, seed, started)
-    windows = _windows(target)
+    limits = _constraints(constraints)
+    space = DoseSpace.of(regimen, low, high, step, limits)
+    goal = target if isinstance(target, Target) else _windows(target)
+    options = {"rtol": rtol, "atol": atol, "covariates": covariates}
+    if isinstance(goal, Target):
+        search = _search_target(model, regimen, dist, goal, reference, space, method, covariates, rtol, atol, n,
+                                seed, every_multiple=limits.toxic is not None)
+    else:
+        search = _search_windows(model, regimen, dist, goal, reference, space, method, covariates, atol, n, seed,
+                                 grid, every_multiple=limits.toxic is not None)
+    toxic = _ToxicSearch(model, regimen, dist, limits, reference, space, method, covariates, atol, n, seed,
+                         search.candidates) if limits.toxic is not None else None
+    chosen, certified, toxic_certified, certify_evals = _choose(model, regimen, dist, goal, reference, search, toxic,
+                                                                limits, options)
+    current = _certify(goal, model, regimen, dist, options)
+    current_toxic = _certify(limits.toxic, model, regimen, dist, options) if limits.toxic is not None else None
+    certify_evals += current.n_evals + (current_toxic.n_evals if current_toxic is not None else 0)
+    dose, note = float(chosen.doses[0].amount), ""
+    if _better(goal, current, certified):
+        why = _not_allowed(regimen, space, limits, current_toxic)
+        if why:
+            note = _note(why, goal, regimen.unit, dose, certified, current)
+        else:  # the current dose is allowed and (by the certified values) better: keep it
+            chosen, certified, toxic_certified, dose = regimen, current, current_toxic, reference
+    feasible, message = _feasibility(goal, search, certified, space, dose, regimen.unit)
+    search_evals = search.evals() + (toxic.evals() if toxic is not None else 0)
+    return DoseResult(dose=dose, regimen=chosen, objective=certified.value, error=certified.error,
+                      n_evals=search_evals + certify_evals, elapsed=time.perf_counter() - started,
+                      converged=certified.converged, feasible=feasible, message=message, target=target,
+                      method=method, curve_doses=search.curve_doses, curve_values=search.curve_values,
+                      certified=certified, search_evals=search_evals, step=space.step,
+                      search_space=space.text, current=current, current_dose=reference, note=note,
+                      exact_dose=search.exact, toxic=toxic_certified, constraints=constraints,
+                      unit=target_unit(model, target, regimen.unit), dose_unit=regimen.unit)
+
+
+def default_step(dose: float, low: float, high: float) -> float:
+    """The dose step when none is given: the largest 1, 2, 2.5 or 5 × 10^k (in the regimen's unit) that is at
+    most 5 % of the current ``dose`` and at most a twentieth of the range ``high − low``, but at least
+    1/2000 of the range (so a search holds at most about 2,000 doses).  E.g. 320 mg → 10 mg, 1000 mg → 50 mg,
+    80 mg → 2.5 mg; rounding to it moves a dose by at most 2.5 %."""
+    most = min(DEFAULT_STEP_SHARE * dose, (high - low) / 20)
+    least = (high - low) / DEFAULT_MAX_DOSES
+    step = _nice(most, below=True)
+    return step if step >= least else _nice(least, below=False)
+
+
+def _nice(value: float, below: bool) -> float:
+    """The largest (below=True) or smallest 1, 2, 2.5 or 5 × 10^k at most (at least) ``value``."""
+    exponent = math.floor(math.log10(value))
+    choices = [m * 10.0**k for k in (exponent - 1, exponent, exponent + 1) for m in NICE_STEPS]
+    fits = [c for c in choices if (c <= value * (1 + 1e-12) if below else c >= value * (1 - 1e-12))]
+    return max(fits) if below else min(fits)
+
+
+@dataclass(frozen=True)
+class DoseSpace:
+    """The doses a search may answer: multiples of ``step`` from ``low`` to ``high`` (the bounds, with ``high``
+    lowered to what the constraints allow), and the same in words."""
+
+    low: float
+    high: float
+    step: float
+    text: str
+
+    @classmethod
+    def of(cls, regimen: Regimen, low: float, high: float, step: float | None, limits: Constraints) -> DoseSpace:
+        unit = f" {regimen.unit}" if regimen.unit else ""
+        chosen = float(step) if step is not None else default_step(float(regimen.doses[0].amount), low, high)
+        cap = limits.dose_cap(regimen)
+        text = f"multiples of {chosen:g}{unit}" + ("" if step is not None else " (the default step)")
+        if cap < high:
+            if _multiples(low, cap, chosen).size == 0:
+                raise KoopnbError(f"no multiple of {chosen:g}{unit} between {low:g} and {high:g}{unit} respects the "
+                                  f"constraints ({limits.describe(regimen.unit)}): they allow at most {cap:.4g}{unit}")
+            text += f" between {low:g} and {high:g}{unit}, at most {cap:.4g}{unit} under the constraints"
+            high = cap
+        else:
+            text += f" between {low:g} and {high:g}{unit}"
+        return cls(low, high, chosen, text)
+
+    @property
+    def multiples(self) -> np.ndarray:
+        return _multiples(self.low, self.high, self.step)
+
+    def holds(self, dose: float) -> bool:
+        """True when ``dose`` is one of the multiples."""
+        ratio = dose / self.step
+        return (self.low * (1 - 1e-12) <= dose <= self.high * (1 + 1e-12)
+                and abs(ratio - round(ratio)) <= 1e-9 * max(1.0, ratio))
+
+
+class _Search(NamedTuple):
+    """What a search found: the candidate doses (multiples of the step) and their search score (higher is
+    better: the probability, or minus the distance of the expected metric from its target), the objective
+    curve over the bounds, the best dose on a continuous scale (or None) and a counter of model evaluations."""
+
+    candidates: np.ndarray
+    scores: np.ndarray
+    curve_doses: np.ndarray
+    curve_values: np.ndarray
+    exact: float | None
+    evals: Callable[[], int]
+
+
+def _search_windows(model, regimen, dist, windows, reference, space, method, covariates, atol, n, seed, grid,
+                    every_multiple: bool) -> _Search:
+    low, high = space.low, space.high
     objective = (_KoopmanWindows(model, regimen, dist, windows, reference, covariates, atol, (low, high))
                  if method == "koopman" else _MonteCarloWindows(model, regimen, dist, windows, reference,
                                                                 covariates, n, seed))
-    multiples = _multiples(low, high, step) if step else None
-    if multiples is not None and (objective.scaling or len(multiples) <= GRID_NONLINEAR):
-        doses, values = multiples, objective(multiples)
-        best = float(doses[int(np.argmax(values))])
+    multiples = space.multiples
+    evals = lambda: objective.n_evals  # noqa: E731
+    if not objective.scaling and len(multiples) <= GRID_NONLINEAR:
+        values = objective(multiples)
+        return _Search(multiples, values, multiples, values, None, evals)
+    if not objective.scaling and every_multiple:
+        raise KoopnbError(f"a safety limit needs every candidate dose evaluated: {len(multiples)} multiples of "
+                          f"{space.step:g} is too many for a model whose metrics are not proportional to the dose "
+                          f"(at most {GRID_NONLINEAR}); give a larger step or narrower bounds")
+    doses, values = _bracket(objective, low, high, grid)
+    exact = _refine_maximum(objective, doses, values) if method == "koopman" else float(doses[np.argmax(values)])
+    if objective.scaling:  # one table serves every dose: every multiple is looked at
+        return _Search(multiples, objective(multiples), doses, values, exact, evals)
+    # each multiple costs its own evaluations: the two around the optimum
+    near = np.unique(multiples[np.clip(np.searchsorted(multiples, exact) + np.array([-1, 0]), 0, len(multiples) - 1)])
+    near_values = objective(near)
+    order = np.argsort(np.concatenate([doses, near]))
+    return _Search(near, near_values, np.concatenate([doses, near])[order],
+                   np.concatenate([values, near_values])[order], exact, evals)
+
+
+def _search_target(model, regimen, dist, target: Target, reference, space, method, covariates, rtol, atol, n, seed,
+                   every_multiple: bool) -> _Search:
+    """Doses whose expected metric is closest to the target value (closed form when the metric scales with dose)."""
+    metric, low, high = target.metric, space.low, space.high
+    if scales_with_dose(model, [metric]):
+        options = {"method": "montecarlo", "n": n, "seed": seed} if method == "montecarlo" else {}
+        unit = expectation(metric, model, regimen, dist, rtol=rtol, atol=atol, covariates=covariates, **options)
+        mean_at = lambda doses: unit.value * np.asarray(doses, dtype=float) / reference  # noqa: E731
+        evals = lambda: unit.n_evals  # noqa: E731
     else:
-        doses, values = _bracket(objective, low, high, grid)
-        best = _refine_maximum(objective, doses, values) if method == "koopman" else float(doses[np.argmax(values)])
-        if multiples is not None:  # each multiple costs its own evaluations: the two around the optimum
-            near = multiples[np.clip(np.searchsorted(multiples, best) + np.array([-1, 0]), 0, len(multiples) - 1)]
-            near_values = objective(near)
-            doses, values = np.concatenate([doses, near]), np.concatenate([values, near_values])
-            order = np.argsort(doses)
-            doses, values = doses[order], values[order]
-            best = float(near[int(np.argmax(near_values))])
-    chosen = regimen.scaled(best / reference)
-    target_object = AllWindows(windows) if len(windows) > 1 else windows[0]
-    certified = probability(target_object, model, chosen, dist, rtol=rtol, atol=atol, covariates=covariates)
-    feasible = float(np.max(values)) >= INFEASIBLE or certified.value >= INFEASIBLE
-    message = "" if feasible else (f"no dose between {low:g} and {high:g} reaches {_target_text(target)}: the best "
-                                   f"probability is {certified.value:.2g} at {best:g}")
-    return DoseResult(dose=best, regimen=chosen, objective=certified.value, error=certified.error,
-                      n_evals=objective.n_evals + certified.n_evals, elapsed=time.perf_counter() - started,
-                      converged=certified.converged, feasible=feasible, message=message, target=target,
-                      method=method, curve_doses=doses, curve_values=values, certified=certified,
-                      search_evals=objective.n_evals, unit=target_unit(model, target, regimen.unit),
-                      dose_unit=regimen.unit)
+        one_at, evals = _fixed_rule_mean(model, regimen, dist, metric, reference, covariates, rtol, atol, method,
+                                         n, seed)
+        mean_at = lambda doses: np.array([one_at(float(d)) for d in np.atleast_1d(doses)])  # noqa: E731
+    doses = np.geomspace(low, high, 41)
+    doses[[0, -1]] = low, high
+    curve = mean_at(doses)
+    if min(curve[0], curve[-1]) <= target.value <= max(curve[0], curve[-1]):
+        exact = brentq(lambda d: float(mean_at([d])[0]) - target.value, low, high, xtol=1e-10 * high, rtol=1e-12)
+    else:
+        exact = low if abs(curve[0] - target.value) < abs(curve[-1] - target.value) else high
+    multiples = space.multiples
+    if every_multiple and not scales_with_dose(model, [metric]) and len(multiples) > GRID_NONLINEAR:
+        raise KoopnbError(f"a safety limit needs every candidate dose evaluated: {len(multiples)} multiples of "
+                          f"{space.step:g} is too many for a metric not proportional to the dose (at most "
+                          f"{GRID_NONLINEAR}); give a larger step or narrower bounds")
+    # the expected metric is monotone in the dose here: the closest multiples are next to the root
+    candidates = multiples if every_multiple else np.unique(
+        multiples[np.clip(np.searchsorted(multiples, exact) + np.array([-1, 0]), 0, len(multiples) - 1)])
+    scores = -np.abs(mean_at(candidates) - target.value)
+    return _Search(candidates, scores, doses, curve, float(exact), evals)
+
+
+class _ToxicSearch:
+    """P(toxic) at the search's candidate doses with the search's method, to exclude those above the limit."""
+
+    def __init__(self, model, regimen, dist, limits, reference, space, method, covariates, atol, n, seed,
+                 candidates):
+        toxic = [limits.toxic]
+        self.objective = (_KoopmanWindows(model, regimen, dist, toxic, reference, covariates, atol,
+                                          (space.low, space.high))
+                          if method == "koopman" else _MonteCarloWindows(model, regimen, dist, toxic, reference,
+                                                                         covariates, n, seed))
+        if not self.objective.scaling and len(candidates) > GRID_NONLINEAR:
+            raise KoopnbError(f"a safety limit on {limits.toxic.metric} needs every candidate dose evaluated: "
+                              f"{len(candidates)} is too many for a metric not proportional to the dose (at most "
+                              f"{GRID_NONLINEAR}); give a larger step or narrower bounds")
+        self.values = self.objective(candidates)
+
+    def evals(self) -> int:
+        return self.objective.n_evals
+
+
+def _choose(model, regimen, dist, goal, reference, search: _Search, toxic: _ToxicSearch | None, limits, options):
+    """The best candidate by search score whose certified P(toxic) is within the limit, certified."""
+    allowed = np.ones(len(search.candidates), dtype=bool) if toxic is None else toxic.values <= limits.toxic_limit
+    if not allowed.any():
+        i = int(np.argmin(toxic.values))
+        raise KoopnbError(f"no dose among the candidates keeps P({limits.toxic}) at most "
+                          f"{100 * limits.toxic_limit:g} %: the lowest is {percent(toxic.values[i])} at "
+                          f"{search.candidates[i]:g}")
+    spent, rejected = 0, []
+    for index in np.argsort(-search.scores, kind="stable"):
+        if not allowed[index] or len(rejected) == TOXIC_RETRIES:
+            continue
+        chosen = _scaled_to(regimen, float(search.candidates[index]), reference)
+        certified = _certify(goal, model, chosen, dist, options)
+        toxic_certified = _certify(limits.toxic, model, chosen, dist, options) if toxic is not None else None
+        spent += certified.n_evals + (toxic_certified.n_evals if toxic_certified is not None else 0)
+        if toxic_certified is None or toxic_certified.value <= limits.toxic_limit:
+            return chosen, certified, toxic_certified, spent
+        rejected.append(f"{search.candidates[index]:g} ({percent(toxic_certified.value)})")
+    raise KoopnbError(f"the best doses by the search exceed the safety limit P({limits.toxic}) ≤ "
+                      f"{100 * limits.toxic_limit:g} % once certified: {', '.join(rejected)}")
+
+
+def _scaled_to(regimen: Regimen, dose: float, reference: float) -> Regimen:
+    """``regimen`` with every amount scaled so that the first dose is exactly ``dose`` (multiplying by
+    dose/reference first could give 110.00000000000001 for 110)."""
+    return Regimen((replace(d, amount=d.amount * dose / reference) for d in regimen.doses), regimen.unit,
+                   regimen.resets)
+
+
+def _certify(goal, model, regimen, dist, options) -> ExpectationResult:
+    """The full-accuracy probability of the window(s), or expectation of a Target's metric, under ``regimen``."""
+    if isinstance(goal, Target):
+        return expectation(goal.metric, model, regimen, dist, **options)
+    event = goal if isinstance(goal, Window) else (AllWindows(goal) if len(goal) > 1 else goal[0])
+    return probability(event, model, regimen, dist, **options)
+
+
+def _better(goal, first: ExpectationResult, second: ExpectationResult) -> bool:
+    """True when ``first`` meets the goal strictly better than ``second``."""
+    if isinstance(goal, Target):
+        return abs(first.value - goal.value) < abs(second.value - goal.value)
+    return first.value > second.value
+
+
+def _not_allowed(regimen: Regimen, space: DoseSpace, limits: Constraints, toxic: ExpectationResult | None) -> str:
+    """Why the current regimen cannot be the answer, as a clause ("" when it can)."""
+    unit = f" {regimen.unit}" if regimen.unit else ""
+    dose = float(regimen.doses[0].amount)
+    broken = limits.violations(regimen)
+    if broken:
+        return f"the current {dose:g}{unit} is not allowed: {broken[0]}"
+    if toxic is not None and toxic.value > limits.toxic_limit:
+        return (f"the current {dose:g}{unit} gives P({limits.toxic}) = {percent(toxic.value)}, above the "
+                f"{100 * limits.toxic_limit:g} % limit")
+    if not space.low * (1 - 1e-12) <= dose <= space.high * (1 + 1e-12):
+        return f"the current {dose:g}{unit} is outside the searched {space.low:g} to {space.high:g}{unit}"
+    if not space.holds(dose):
+        return f"the current {dose:g}{unit} is not a multiple of {space.step:g}{unit}"
+    return ""
+
+
+def _note(why: str, goal, unit: str | None, dose: float, best: ExpectationResult,
+          current: ExpectationResult) -> str:
+    """One sentence: why the better current dose is not the answer, and both values."""
+    unit = f" {unit}" if unit else ""
+    if isinstance(goal, Target):
+        values = f"E = {best.value:.4g} vs {current.value:.4g} (target {goal.value:g})"
+    else:
+        values = f"{percent(best.value)} vs {percent(current.value)}"
+    what = "the best multiple" if "multiple" in why else "the best allowed dose"
+    return f"{why}; {what}, {dose:g}{unit}, gives {values}"
+
+
+def _feasibility(goal, search: _Search, certified: ExpectationResult, space: DoseSpace, dose: float,
+                 unit: str | None) -> tuple[bool, str]:
+    """Whether some dose within the bounds reaches the goal, and if not a sentence saying how close it gets."""
+    unit = f" {unit}" if unit else ""
+    if isinstance(goal, Target):
+        ends = sorted((float(search.curve_values[0]), float(search.curve_values[-1])))
+        if ends[0] <= goal.value <= ends[1]:
+            return True, ""
+        return False, (f"no dose between {space.low:g} and {space.high:g}{unit} gives {goal}: the expected value "
+                       f"ranges from {ends[0]:.4g} to {ends[1]:.4g}")
+    if max(float(np.max(search.curve_values)), certified.value) >= INFEASIBLE:
+        return True, ""
+    return False, (f"no dose between {space.low:g} and {space.high:g}{unit} reaches {_target_text(goal)}: the best "
+                   f"probability is {percent(certified.value)} at {dose:g}{unit}")
 
 
 def _check(regimen: Regimen, bounds, step, grid=None) -> tuple[float, float, float]:
@@ -229,6 +513,14 @@ def _bracket(objective, low: float, high: float, grid: int | None) -> tuple[np.n
         doses = np.insert(doses, np.arange(1, len(doses)), middles)
         values = np.insert(values, np.arange(1, len(values)), objective(middles))
     return doses, values
+
+
+def _constraints(constraints) -> Constraints:
+    if constraints is None:
+        return Constraints()
+    if not isinstance(constraints, Constraints):
+        raise KoopnbError(f"constraints must be a koopnb.Constraints, not {type(constraints).__name__}")
+    return constraints
 
 
 def _windows(target) -> list[Window]:
@@ -415,48 +707,6 @@ class _MonteCarloWindows:
         return (below_high - below_low) / len(self._sorted)
 
 
-def _optimize_target(model, regimen, dist, target: Target, reference, low, high, step, method, covariates,
-                     rtol, atol, n, seed, started) -> DoseResult:
-    """Dose whose expected metric equals the target value (closed form when the metric scales with dose)."""
-    metric = target.metric
-    evals = 0
-    if scales_with_dose(model, [metric]):
-        if method == "koopman":
-            unit = expectation(metric, model, regimen, dist, rtol=rtol, atol=atol, covariates=covariates)
-        else:
-            unit = expectation(metric, model, regimen, dist, method="montecarlo", n=n, seed=seed, covariates=covariates)
-        evals += unit.n_evals
-        mean_at = lambda dose: unit.value * dose / reference  # noqa: E731
-    else:
-        mean_at, evals_of = _fixed_rule_mean(model, regimen, dist, metric, reference, covariates, rtol, atol,
-                                             method, n, seed)
-        evals_of_search = evals_of
-    doses = np.geomspace(low, high, 41)
-    doses[[0, -1]] = low, high
-    curve = np.array([mean_at(d) for d in doses])
-    lo_value, hi_value = curve[0], curve[-1]
-    feasible = min(lo_value, hi_value) <= target.value <= max(lo_value, hi_value)
-    if feasible:
-        best = brentq(lambda d: mean_at(d) - target.value, low, high, xtol=1e-10 * high, rtol=1e-12)
-    else:
-        best = low if abs(lo_value - target.value) < abs(hi_value - target.value) else high
-    if step:  # the expected metric is monotone in the dose here: the closest multiple is next to the root
-        multiples = _multiples(low, high, step)
-        candidates = multiples[np.clip(np.searchsorted(multiples, best) + np.array([-1, 0]), 0, len(multiples) - 1)]
-        best = float(candidates[np.argmin(np.abs([mean_at(d) - target.value for d in candidates]))])
-    if not scales_with_dose(model, [metric]):
-        evals += evals_of_search()
-    chosen = regimen.scaled(best / reference)
-    certified = expectation(metric, model, chosen, dist, rtol=rtol, atol=atol, covariates=covariates)
-    message = "" if feasible else (f"no dose between {low:g} and {high:g} gives {target}: the expected value ranges "
-                                   f"from {min(lo_value, hi_value):.4g} to {max(lo_value, hi_value):.4g}")
-    return DoseResult(dose=float(best), regimen=chosen, objective=certified.value, error=certified.error,
-                      n_evals=evals + certified.n_evals, elapsed=time.perf_counter() - started,
-                      converged=certified.converged, feasible=feasible, message=message, target=target,
-                      method=method, curve_doses=doses, curve_values=curve, certified=certified, search_evals=evals,
-                      unit=target_unit(model, target, regimen.unit), dose_unit=regimen.unit)
-
-
 def _fixed_rule_mean(model, regimen, dist, metric, reference, covariates, rtol, atol, method, n, seed):
     """E[metric] at any dose with one fixed rule: the tensor rule the adaptive run settled on at the reference
     dose (Koopman), or fixed draws (Monte Carlo, common random numbers)."""
@@ -477,53 +727,151 @@ def _fixed_rule_mean(model, regimen, dist, metric, reference, covariates, rtol, 
     return mean_at, lambda: integrand.n_evals + spent
 
 
-def optimize_regimen(model, dist, target, amounts: Sequence[float], intervals: Sequence[float], *,
+def optimize_regimen(model, dist, target, amounts: Sequence[float], intervals: Sequence[float | str], *,
                      duration: float = 0.0, cmt=None, horizon: float | None = None,
                      loading: Sequence[float] = (0.0,), steady_state_after: float | None = None,
-                     unit: str | None = None, covariates=None, rtol: float = 1e-4, atol: float = 1e-5) -> pd.DataFrame:
+                     unit: str | None = None, constraints: Constraints | None = None, covariates=None,
+                     rtol: float = 1e-4, atol: float = 1e-5) -> RegimenTable:
     """Rank every regimen of loading dose × amount × interval by its certified objective.
 
     Each candidate is ``loading`` (0 for none) at time 0, then ``amount`` every ``interval`` hours (as
-    infusions of ``duration`` h when > 0, into ``cmt``), repeated to cover the target's time span.  With
-    ``steady_state_after`` (h), the target's metrics are moved to the first dosing interval starting at or
-    after that time, so ``auc(0, 24)`` means a day at steady state; choose it ≥ 5 half-lives of the drug.
-    ``target`` is a Window, a list of Windows (all must hold) or a Target (closest expected value first).
-    Returns a pandas DataFrame, best first: regimen, loading, amount, interval, objective (probability
-    or expected metric), error, converged, n_evals.
+    infusions of ``duration`` h when > 0, into ``cmt``), repeated to cover the target's time span.
+    ``intervals`` are the allowed dosing intervals, in hours or as words ("q8h").  With ``steady_state_after``
+    (h), the target's metrics are moved to the first dosing interval starting at or after that time, so
+    ``auc(0, 24)`` means a day at steady state; choose it ≥ 5 half-lives of the drug.  ``target`` is a
+    Window, a list of Windows (all must hold) or a Target (closest expected value first).
+
+    ``constraints`` (:class:`koopnb.Constraints`): an infusion faster than ``max_rate`` is lengthened to whole
+    quarter hours (or excluded, ``too_fast="exclude"``, or when it would outlast its interval); a candidate
+    above ``max_dose`` or ``max_daily`` is excluded; with ``toxic``, P(toxic) (moved to steady state like the
+    target) is certified for each candidate and those above ``toxic_limit`` are excluded.  A candidate that
+    breaks a limit is never ranked; ``table.attrs["excluded"]`` lists each with the reason, and when none is
+    left a KoopnbError says why.
+
+    Returns a :class:`RegimenTable` (a pandas DataFrame, best first) whose columns stay numeric for code:
+    regimen, loading, amount, interval, duration (h, as run), daily (the most started in any 24 h), objective
+    (probability or expected metric), error, toxic and toxic_error (with a safety limit), converged, n_evals.
+    Shown in a notebook or printed, it reads for people (plain headers, percentages, units).
     """
     if len(amounts) == 0 or len(intervals) == 0:
         raise KoopnbError("give at least one amount and one interval")
-    rows = []
+    limits = _constraints(constraints)
+    intervals = [_interval(every) for every in intervals]
+    rows, excluded = [], []
     for load, amount, interval in itertools.product(loading, amounts, intervals):
         if amount <= 0 or interval <= 0 or load < 0:
             raise KoopnbError("amounts and intervals must be positive and loading doses not negative")
         shift = math.ceil(steady_state_after / interval) * interval if steady_state_after else 0.0
         goal = _shifted_target(target, shift)
-        end = max(m.horizon() for m in _metrics_of(goal))
-        count = max(1, math.ceil((horizon or end) / interval) + (1 if load else 0))
-        start = interval if load else 0.0
-        regimen = Regimen.repeat(amount, every=interval, count=count, start=start, cmt=cmt, duration=duration)
-        if load:
-            regimen = Regimen([Dose(load, 0.0, cmt, duration)]) + regimen
-        if unit:
-            regimen = Regimen(regimen.doses, unit=unit)
-        if isinstance(goal, Target):
-            result = expectation(goal.metric, model, regimen, dist, rtol=rtol, atol=atol, covariates=covariates)
-        else:
-            windows = _windows(goal)  # several windows must hold at once, not be ranked separately
-            event = AllWindows(windows) if len(windows) > 1 else windows[0]
-            result = probability(event, model, regimen, dist, rtol=rtol, atol=atol, covariates=covariates)
-        rows.append({"regimen": str(regimen), "loading": load, "amount": amount, "interval": interval,
-                     "objective": result.value, "error": result.error, "converged": result.converged,
-                     "n_evals": result.n_evals})
-    table = pd.DataFrame(rows)
+        toxic = _shifted_target(limits.toxic, shift) if limits.toxic is not None else None
+        candidate, reason = _candidate(load, amount, interval, goal, toxic, horizon, duration, cmt, unit, limits)
+        if reason:
+            excluded.append((str(candidate) if candidate else _words(load, amount, interval, unit), reason))
+            continue
+        row = {"regimen": str(candidate), "loading": load, "amount": amount, "interval": interval,
+               "duration": max((d.duration or 0.0) for d in candidate.doses if d.amount == amount),
+               "daily": daily_amount(candidate)}
+        evals = 0
+        if toxic is not None:
+            harm = probability(toxic, model, candidate, dist, rtol=rtol, atol=atol, covariates=covariates)
+            evals += harm.n_evals
+            if harm.value > limits.toxic_limit:
+                excluded.append((str(candidate), f"P({limits.toxic}) = {percent(harm.value)}, above the "
+                                                 f"{100 * limits.toxic_limit:g} % limit"))
+                continue
+            row |= {"toxic": harm.value, "toxic_error": harm.error}
+        result = _certify(goal if isinstance(goal, Target) else _windows(goal), model, candidate, dist,
+                          {"rtol": rtol, "atol": atol, "covariates": covariates})
+        rows.append(row | {"objective": result.value, "error": result.error, "converged": result.converged,
+                           "n_evals": evals + result.n_evals})
+    if not rows:
+        regimen, reason = excluded[0]
+        raise KoopnbError(f"none of the {len(excluded)} candidate regimens respects the constraints "
+                          f"({limits.describe(unit)}): {regimen}: {reason}")
+    table = RegimenTable(rows)
     if isinstance(target, Target):
         order = np.argsort(np.abs(table["objective"].to_numpy() - target.value), kind="stable")
     else:
         order = np.argsort(-table["objective"].to_numpy(), kind="stable")
     table = table.iloc[order].reset_index(drop=True)
-    table.attrs["target"] = _target_text(target)
+    table.attrs.update(target=_target_text(target), goal="expected" if isinstance(target, Target) else "probability",
+                       unit=unit, metric_unit=target_unit(model, target, unit), excluded=excluded,
+                       constraints=limits.describe(unit), toxic=str(limits.toxic) if limits.toxic else None,
+                       toxic_limit=limits.toxic_limit if limits.toxic else None)
     return table
+
+
+class RegimenTable(pd.DataFrame):
+    """:func:`optimize_regimen`'s ranking, best first: a pandas DataFrame whose columns stay numeric for code
+    (``table["objective"]``, ``table.iloc[0]["amount"]``), shown to people as a readable table (plain headers,
+    percentages with their errors, units; the evaluations in a details fold) by :mod:`koopnb.cards`.
+    ``pd.DataFrame(table)`` shows the raw numbers."""
+
+    @property
+    def _constructor(self):
+        return RegimenTable
+
+    def _repr_html_(self) -> str:
+        from koopnb.cards import regimen_table_html
+
+        return regimen_table_html(self)
+
+    def __repr__(self) -> str:
+        from koopnb.cards import regimen_table_text
+
+        return regimen_table_text(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """text/plain, text/html and the ranked-regimens card (application/vnd.koopnb.result+json)."""
+        from koopnb.cards import ranked_regimens_bundle
+
+        return ranked_regimens_bundle(self)
+
+
+def _candidate(load, amount, interval, goal, toxic, horizon, duration, cmt, unit, limits: Constraints):
+    """The regimen of one candidate and "" — or None/the regimen and the reason it breaks a limit."""
+    run = limits.infusion(amount, duration, interval)
+    if run is None:
+        return None, _too_fast(amount, duration, interval, unit, limits)
+    metrics = _metrics_of(goal) + (_metrics_of(toxic) if toxic is not None else [])
+    end = max(m.horizon() for m in metrics)
+    count = max(1, math.ceil((horizon or end) / interval) + (1 if load else 0))
+    regimen = Regimen.repeat(amount, every=interval, count=count, start=interval if load else 0.0, cmt=cmt,
+                             duration=run, unit=unit)
+    if load:
+        first = limits.infusion(load, duration)
+        if first is None:
+            return None, _too_fast(load, duration, None, unit, limits)
+        regimen = Regimen([Dose(load, 0.0, cmt, first)], unit=unit) + regimen
+    broken = limits.violations(regimen)
+    return regimen, broken[0] if broken else ""
+
+
+def _too_fast(amount, duration, interval, unit, limits: Constraints) -> str:
+    unit = f" {unit}" if unit else ""
+    if limits.too_fast == "exclude":
+        return (f"{amount:g}{unit} over {duration:g} h runs at {amount / duration:g}{unit}/h, faster than the "
+                f"maximum of {limits.max_rate:g}{unit}/h")
+    return (f"{amount:g}{unit} needs more than its {interval:g} h interval to run within "
+            f"{limits.max_rate:g}{unit}/h")
+
+
+def _words(load, amount, interval, unit) -> str:
+    unit = f" {unit}" if unit else ""
+    loading = f"{load:g}{unit} then " if load else ""
+    return f"{loading}{amount:g}{unit} q{interval:g}h"
+
+
+def _interval(every) -> float:
+    """An allowed dosing interval in hours, from a number or a word such as "q8h" or "12 h"."""
+    if isinstance(every, str):
+        found = re.fullmatch(r"\s*q?\s*(\d+(?:\.\d+)?)\s*(?:h|hr|hours?)?\s*", every, re.IGNORECASE)
+        if not found:
+            raise KoopnbError(f"an interval is hours or a word such as 'q8h', not {every!r}")
+        return float(found.group(1))
+    if isinstance(every, bool) or not isinstance(every, (int, float, np.number)) or not math.isfinite(every):
+        raise KoopnbError(f"an interval is hours or a word such as 'q8h', not {every!r}")
+    return float(every)
 
 
 def _metrics_of(goal) -> list[Metric]:

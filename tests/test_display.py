@@ -10,10 +10,17 @@ import pytest
 import koopnb as kn
 from koopnb.cards import (
     RESULT_MIME_TYPE,
+    amount,
     bundle,
+    dose_html,
+    dose_text,
     expectation_bundle,
+    expectation_html,
+    expectation_text,
     format_value_error,
+    percent,
     ranked_regimens_bundle,
+    regimen_table,
 )
 
 MODEL = """
@@ -94,7 +101,56 @@ def test_dose_payload(model):
     check_payload(payload, "dose")
     assert payload["dose"] == result.dose and payload["unit"] == "mg" and payload["regimen"] == str(result.regimen)
     assert payload["window"] == [80.0, 120.0] and payload["probability"] == result.objective
-    assert "Optimal dose" in data["text/html"] and data["text/plain"].startswith("optimal dose")
+    assert "Recommended dose" in data["text/html"] and data["text/plain"].startswith("Recommended dose")
+
+
+def test_dose_card_is_written_for_people(model):
+    result = kn.optimize_dose(model, REGIMEN, model.prior(), kn.Window(kn.AUC(0, 24), 80, 120), (100, 1000),
+                              step=25)
+    text, page = dose_text(result), dose_html(result)
+    for shown in (text, page):
+        assert "Probability in window" in shown and "multiples of 25 mg between 100 and 1000 mg" in shown
+        assert f"{percent(result.objective, result.error)}" in shown
+        assert f"{percent(result.current.value, result.current.error)}" in shown  # the current regimen beside it
+        for jargon in ("objective", "n_evals", "loading"):
+            assert jargon not in shown
+    # method, nodes and evaluations are folded away in HTML, on the last line in text
+    details = page[page.index("<details"):]
+    assert "<summary>Details</summary>" in details and "model evaluations" in details
+    assert "model evaluations" not in page[:page.index("<details")]
+    assert text.splitlines()[-1].startswith("Details: koopman") and "model evaluations" not in text.splitlines()[0]
+
+
+@pytest.mark.parametrize(("probability", "error", "expected"), [
+    (0.71361694, 0.00000012, "71.4 % ± 0.000012 %"),
+    (0.7087, 0.0012, "70.9 % ± 0.12 %"),
+    (0.05, 0.003, "5.00 % ± 0.3 %"),
+    (0.000123, 0.00001, "0.0123 % ± 0.0010 %"),
+    (0.99996, 0.000001, "> 99.9 % ± 0.00010 %"),
+    (1.0, 0.0, "100 % ± 0 %"),
+    (1e-7, 1e-9, "< 0.001 % ± 0.00000010 %"),
+])
+def test_probabilities_have_three_significant_digits_and_an_error_of_one_or_two(probability, error, expected):
+    assert percent(probability, error) == expected
+
+
+@pytest.mark.parametrize(("value", "error", "unit", "expected"), [
+    (438.055, 0.008, "mg·h/L", "438 ± 0.008 mg·h/L"),
+    (12345.6, 2.0, "mg", "12346 ± 2.0 mg"),
+    (0.51234, 0.3, None, "0.512 ± 0.3"),
+    (9.996, 0.01, "mg/L", "10.0 ± 0.010 mg/L"),
+])
+def test_expected_values_with_their_unit(value, error, unit, expected):
+    assert amount(value, error, unit) == expected
+
+
+def test_expectation_card_shows_the_unit_when_the_result_has_one(model):
+    result = kn.expectation(kn.AUC(0, 24), model, REGIMEN, model.prior())
+    with_unit = replace(result, unit="mg·h/L")
+    assert expectation_text(with_unit).splitlines()[0] == f"E[auc(0, 24)] = {amount(result.value, result.error)} mg·h/L"
+    assert "mg·h/L" in expectation_html(with_unit)
+    chance = kn.probability(kn.Window(kn.AUC(0, 24), 80, 120), model, REGIMEN, model.prior())
+    assert percent(chance.value, chance.error) in expectation_text(chance)
 
 
 def test_ranked_regimens_payload(model):
@@ -103,6 +159,24 @@ def test_ranked_regimens_payload(model):
     check_payload(payload, "regimen")
     assert [row["regimen"] for row in payload["rows"]] == list(table["regimen"])
     assert payload["value"] == table["objective"].iloc[0] == max(table["objective"])
+
+
+def test_ranked_regimens_read_for_people_and_keep_their_numbers(model):
+    table = kn.optimize_regimen(model, model.prior(), kn.Window(kn.AUC(0, 24), 80, 120), [160, 320], [12, 24],
+                                unit="mg")
+    assert table["objective"].dtype == float and table.iloc[0]["amount"] in (160, 320)  # numbers for code
+    shown = regimen_table(table)
+    assert list(shown.columns) == ["Rank", "Dose", "Every", "Per day", "Probability in window", "Regimen"]
+    best = table.iloc[0]
+    assert shown.iloc[0]["Probability in window"] == percent(best["objective"], best["error"])
+    assert shown.iloc[0]["Dose"] == f"{best['amount']:g} mg" and shown.iloc[0]["Every"] == f"{best['interval']:g} h"
+    for text in (repr(table), table._repr_html_()):
+        assert "Probability in window" in text
+        for jargon in ("objective", "n_evals", "loading", "e-0"):
+            assert jargon not in text.split("Details")[0]
+    assert "<details" in table._repr_html_() and repr(table).splitlines()[-1].startswith("Details:")
+    raw = table[["amount", "objective"]]  # a selection is an ordinary table again
+    assert "objective" in repr(raw)
 
 
 def test_model_bundle_has_equations_and_no_card(model):

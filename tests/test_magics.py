@@ -15,7 +15,7 @@ from IPython.utils.capture import capture_output
 
 import koopnb as kn
 import koopnb.jupyter.magics
-from koopnb.cards import RESULT_MIME_TYPE
+from koopnb.cards import RESULT_MIME_TYPE, percent
 from koopnb.inference import ConvergenceWarning
 from koopnb.jupyter.magics import KoopnbMagics
 
@@ -249,6 +249,16 @@ def test_pkexpect_montecarlo_and_a_distribution_variable(shell, theo):
     ('%pkdose theo --regimen "320 mg po" --window "time_above(0, 24, 1e9) in 1.."', "is the same for every patient"),
     ('%pkexpect theo --regimen "320 mg po" --metric "auc(0, 24)" --covariate WT=70 --covariate WT=80',
      "--covariate WT is given twice (70 and 80)"),
+    ('%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" --toxic-limit 0.1',
+     "give the harmful window with --toxic"),
+    ('%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" --toxic "cmax(0, 24) in 5.." '
+     "--toxic-limit 2", "argument --toxic-limit: needs a probability between 0 and 1"),
+    ('%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" --max-dose -5',
+     "argument --max-dose: needs a positive number, not '-5'"),
+    ('%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" --max-dose 50',
+     "respects the constraints (single doses at most 50 mg): they allow at most 50 mg"),
+    ('%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" --step 0',
+     "argument --step: needs a positive number, not '0'"),
 ])
 def test_every_mistake_is_one_line(shell, theo, theoph_table, line, fragment):
     shell.user_ns["theoph"] = theoph_table
@@ -269,7 +279,8 @@ def test_pkdose_target_matches_the_closed_form(shell, theo):
     expected = target * theo.typical["CL"] * np.exp(-cl_log_sd(theo) ** 2 / 2)
     best = shell.user_ns["best"]
     assert isinstance(best, kn.DoseResult)
-    assert abs(best.dose - expected) < 1e-4 * expected
+    assert abs(best.exact_dose - expected) < 1e-4 * expected
+    assert best.dose == best.step * round(expected / best.step)  # the practical dose: the nearest multiple
     card = bundles(captured)[0][RESULT_MIME_TYPE]
     assert card["kind"] == "dose" and card["unit"] == "mg" and card["dose"] == best.dose
     assert card["regimen"] == str(best.regimen)
@@ -284,6 +295,20 @@ def test_pkdose_window_with_a_step(shell, theo):
     card = bundles(captured)[0][RESULT_MIME_TYPE]
     assert card["kind"] == "dose" and card["window"] == [80.0, 120.0]
     assert card["probability"] == pytest.approx(best.objective)
+
+
+def test_pkdose_shows_the_current_regimen_the_search_and_the_limits(shell, theo):
+    result, captured = run(shell, '%pkdose theo --regimen "320 mg po q24h x3" --window "auc(0, 24) in 80..120" '
+                                  '--step 25 --max-dose 300 --toxic "cmax(0, 24) in 12.." --toxic-limit 20% -o held')
+    assert result.success, captured.stderr
+    best = shell.user_ns["held"]
+    assert best.dose <= 300 and best.dose % 25 == 0 and best.constraints.max_dose == 300
+    assert best.constraints.toxic_limit == 0.2 and best.toxic.value <= 0.2
+    text = bundles(captured)[0]["text/plain"]
+    assert "multiples of 25 mg between 80 and 1280 mg, at most 300 mg under the constraints" in text
+    assert f"current 320 mg: {percent(best.current.value, best.current.error)}" in text
+    assert "the current 320 mg is not allowed" in text or best.current.value <= best.objective
+    assert text.splitlines()[-1].startswith("Details:")
 
 
 # ---------------------------------------------------------------------------------------------- %pkfit
@@ -407,6 +432,10 @@ OPTION_VALUES = {
                "--target": _values("auc(0, 24) = 100", "auc(0, 24) = nan", "= 5"),
                "--bounds": _values("100..1000", "0..10", "..5", "1..1e300"),
                "--step": _values("25", "0", "nan", "1e-9"), "--method": _values("koopman", "montecarlo"),
+               "--max-dose": _values("500", "-1", "10"), "--max-daily": _values("2000", "x"),
+               "--max-rate": _values("100", "0"),
+               "--toxic": _values("cmax(0, 24) in 10..", "cmin(0, 24) in ..0", "garbage"),
+               "--toxic-limit": _values("0.1", "10%", "2", "%"),
                "--covariate": _values("WT=70"), "-o": _values("best", "1a")},
     "pkdashboard": {"--dist": _values("prior", "patient"),
                     "--regimen": _values("320 mg po q24h x3", "0 mg po", "320 mg po at 100 h"),

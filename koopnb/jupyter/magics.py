@@ -24,6 +24,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import HTML, display
 
 from koopnb import cards
+from koopnb.constraints import Constraints
 from koopnb.data import read_nonmem, subjects
 from koopnb.distributions import Distribution
 from koopnb.errors import KoopnbError, MetricError, ModelError
@@ -51,6 +52,24 @@ def _at_least(least: int):
         return number
 
     return whole_number
+
+
+def _positive(text: str) -> float:
+    """A finite number > 0 (a dose step or a limit)."""
+    number = _number(text)
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ArgumentTypeError(f"needs a positive number, not {text!r}")
+    return number
+
+
+def _share(text: str) -> float:
+    """A probability strictly between 0 and 1, written 0.1 or 10%."""
+    number = _number(text.rstrip().removesuffix("%"))
+    if number is not None and text.rstrip().endswith("%"):
+        number /= 100
+    if number is None or not 0 < number < 1:
+        raise ArgumentTypeError(f"needs a probability between 0 and 1, such as 0.1 or 10%, not {text!r}")
+    return number
 
 
 def _tolerance(text: str) -> float:
@@ -185,16 +204,28 @@ class KoopnbMagics(Magics):
     @argument("--window", default=None, help='maximise P(window), e.g. "auc(0, 24) in 400..600"')
     @argument("--target", default=None, help='hit an expected value instead, e.g. "auc(0, 24) = 500"')
     @argument("--bounds", default=None, help="dose range LOW..HIGH (default a quarter to 4 times the dose)")
-    @argument("--step", type=float, default=None, help="only multiples of this dose (tablet or vial size)")
+    @argument("--step", type=_positive, default=None,
+              help="only multiples of this dose (tablet or vial size; default 1, 2, 2.5 or 5 x 10^k near 5 %% of "
+                   "the current dose)")
     @argument("--method", default="koopman", choices=("koopman", "montecarlo"), help="search objective")
+    @argument("--max-dose", type=_positive, default=None, help="largest single dose allowed")
+    @argument("--max-daily", type=_positive, default=None, help="most allowed within any 24 h")
+    @argument("--max-rate", type=_positive, default=None,
+              help="fastest infusion allowed (amount per hour; caps the dose at the regimen's durations)")
+    @argument("--toxic", default=None, help='a harmful window whose probability is limited, e.g. "cmin(0, 24) in 20.."')
+    @argument("--toxic-limit", type=_share, default=None,
+              help="largest probability of --toxic allowed, 0.1 or 10%% (default 10%%)")
     @argument("--covariate", action="append", default=[], metavar="NAME=VALUE", help="a covariate value (repeat)")
     @argument("-o", "--output", default=None, help="variable the DoseResult is bound to")
     def pkdose(self, line: str) -> None:
-        """The dose (every dose of --regimen scaled alike) that maximises the probability of --window, or
-        whose expected metric equals --target; certified with its error estimate."""
+        """The practical dose (every dose of --regimen scaled alike, a multiple of --step) that maximises the
+        probability of --window, or whose expected metric is closest to --target, within the clinical limits;
+        shown beside the current --regimen, both certified with their error estimates."""
         args = _parse(self.pkdose, line)
         if (args.window is None) == (args.target is None):
             raise UsageError("%pkdose needs exactly one of --window and --target")
+        if args.toxic_limit is not None and args.toxic is None:
+            raise UsageError("--toxic-limit limits the probability of --toxic; give the harmful window with --toxic")
         model = self._model(args.model)
         dist = self._distribution(args.dist, model)
         with user_errors():
@@ -205,8 +236,12 @@ class KoopnbMagics(Magics):
                       else (first / DOSE_RANGE, first * DOSE_RANGE))
             if None in bounds:
                 raise UsageError(f"--bounds needs both ends, LOW..HIGH, not {args.bounds!r}")
+            toxic = {"toxic": parse_window(args.toxic)} if args.toxic is not None else {}
+            if args.toxic_limit is not None:
+                toxic["toxic_limit"] = args.toxic_limit
+            limits = Constraints(max_rate=args.max_rate, max_dose=args.max_dose, max_daily=args.max_daily, **toxic)
             result = optimize_dose(model, regimen, dist, target, bounds, step=args.step, method=args.method,
-                                   covariates=_covariates(args.covariate))
+                                   constraints=limits, covariates=_covariates(args.covariate))
         if args.output:
             self.shell.user_ns[args.output] = result
         display(cards.dose_bundle(result), raw=True)
