@@ -11,6 +11,7 @@ from scipy.linalg import expm
 
 import koopnb as kn
 from koopnb.errors import RegimenError, SimulationError
+from koopnb.simulate import ode
 
 ORAL = """
 ka = 1.5  [1/h] ~ 0.6
@@ -482,3 +483,34 @@ def test_a_linear_model_with_a_coefficient_or_initial_value_that_is_not_finite_s
     baseline = kn.parse_model(IV + "central(0) = log(V - 20)\n")
     with pytest.raises(SimulationError, match=r"^the initial value of state 'central' is not finite for 1 of 1 "):
         baseline.simulate({}, None, [1.0])
+
+
+def test_a_chattering_switch_stops_early_with_a_simulation_error(hang_guard, monkeypatch):
+    # dx/dt = +1 below the threshold and -1 above: once x reaches 1 the right-hand side switches back and forth
+    # and DOP853's step size collapses to ~1e-8 h (it used to run to the 200,000-evaluation cap, ~10 s).
+    model = kn.parse_model("""
+    x(0) = 0
+    d/dt(x) = where(x > 1, -1, 1)
+    out = x
+    """)
+    calls = []
+    rhs = ode.OdeSolution._rhs
+    monkeypatch.setattr(ode.OdeSolution, "_rhs", lambda self, *args: calls.append(1) or rhs(self, *args))
+    with pytest.raises(SimulationError, match=r"^the ODE solver is making almost no progress near t = 1\.0000\d* h: "
+                                              r"it advanced .* h in its last 2,000 evaluations .* where\(\) condition "
+                                              r"chattering"):
+        model.simulate({}, None, [0.0, 0.5, 2.0, 5.0])
+    assert len(calls) <= 3 * ode.PACE_WINDOW
+
+
+def test_a_stiff_but_steady_solve_is_not_stopped_by_the_pace_check():
+    # Stability limits DOP853 to steps of a few 1/k here (about 30,000 evaluations): slow but finishing.
+    model = kn.parse_model("""
+    k = 3000
+    x(0) = 1
+    d/dt(x) = -k*(x - 1 - 0.5*t)
+    out = x
+    """)
+    out = model.simulate({}, None, [0.0, 1.0, 20.0])["out"][0]
+    # x → 1 + 0.5 t − 0.5/k after the transient (the exact solution of this linear ODE).
+    np.testing.assert_allclose(out[1:], 1 + 0.5 * np.array([1.0, 20.0]) - 0.5 / 3000, rtol=1e-7)  # solver: 1e-8

@@ -34,6 +34,13 @@ MAX_EVALUATIONS = 200_000
 the time any solve can take: a solve_ivp step never shrinks below rounding but may take tiny steps)."""
 
 
+PACE_WINDOW = 2_000
+"""Evaluations between checks of the solver's pace: if the time it advanced over the last PACE_WINDOW evaluations
+says that finishing the interval would take more than ten times MAX_EVALUATIONS, it stops at once (a step size
+collapsed by a where() that switches back and forth at its threshold used to run to the cap: 200,000 evaluations,
+about 10 s for a single parameter set)."""
+
+
 class OdeSolution:
     """States, and running integrals of chosen outputs, of a nonlinear model on [start, horizon] hours.
 
@@ -92,11 +99,27 @@ class OdeSolution:
         if suspicious and not np.isfinite(derivative).all():
             self._not_finite(t, x, derivative)
         self._evaluations += 1
+        if self._evaluations % PACE_WINDOW == 0:
+            self._check_pace(float(t))
         if self._evaluations > MAX_EVALUATIONS:
             raise SimulationError(f"the ODE solver needed more than {MAX_EVALUATIONS:,} evaluations of the "
                                   f"model between two dose events (near t = {t:g} h); the model is too stiff "
                                   f"for method={self.method!r} (try method='BDF') or its solution blows up")
         return derivative.ravel()
+
+    def _check_pace(self, t: float) -> None:
+        """Stop when, at the pace of the last PACE_WINDOW evaluations, the interval would need more than ten times
+        MAX_EVALUATIONS: the step size has collapsed (chattering) or the model is far too stiff for the method."""
+        advanced, self._pace_time = t - self._pace_time, t
+        remaining = self._segment_end - t
+        if advanced > 0 and remaining / advanced * PACE_WINDOW <= 10 * MAX_EVALUATIONS:
+            return
+        raise SimulationError(
+            f"the ODE solver is making almost no progress near t = {t:.10g} h: it advanced {max(advanced, 0.0):.2g} h "
+            f"in its last {PACE_WINDOW:,} evaluations of the model, with {remaining:g} h to go before t = "
+            f"{self._segment_end:g} h; the right-hand side probably switches back and forth (a where() condition "
+            f"chattering around its threshold: give the switch a smooth transition) or the model is too stiff for "
+            f"method={self.method!r} (try method='BDF')")
 
     def _not_finite(self, t: float, x: np.ndarray, derivative: np.ndarray) -> None:
         """Raise a SimulationError naming the first state (or integrated output) that is not finite."""
@@ -131,6 +154,7 @@ class OdeSolution:
             options["jac_sparsity"] = kron(block, identity(self.batch), format="csr")
         for a, b in itertools.pairwise(boundaries):
             self._evaluations = 0
+            self._pace_time, self._segment_end = a, b
             bolus = (events.duration == 0) & (events.start == a)
             state[: self.n] += np.einsum("bd,di->ib", events.amount * bolus, dosed)
             active = (events.start <= a) & (events.end > a)
