@@ -42,7 +42,12 @@ depth limit once derived quantities are substituted (:data:`koopnb.model.codegen
 
 Errors are reported in text order within each stage: first the shape of every statement (syntax,
 duplicates, values), then names (undefined, not a state), then whole-model checks (no states,
-circular definitions, outputs, what initial conditions and doses may depend on).
+circular definitions, outputs, what initial conditions and doses may depend on), and last the units
+(:func:`koopnb.units.check_units`: unreadable unit texts, then units that do not agree).
+
+Every right-hand side is also kept as written (:class:`~koopnb.model.spec.Written`: its text and an
+unevaluated sympy tree of the same syntax tree), for display and for the unit check, which need the
+user's structure (``(CRCL/120)^0.8``) rather than sympy's evaluated form (``0.0217*CRCL^0.8``).
 """
 
 from __future__ import annotations
