@@ -230,3 +230,41 @@ def test_dose_search_caps_the_dose_at_the_limits(flat):
     with pytest.raises(KoopnbError, match="no multiple of 25 mg between 50 and 1000 mg respects the constraints"):
         kn.optimize_dose(flat, current, flat.prior(), WINDOW, bounds=(50, 1000), step=25,
                          constraints=kn.Constraints(max_dose=40))
+
+
+# --- a trough limit on a one-compartment model, against its closed form --------------------------------------------
+
+ONE_COMPARTMENT = "CL = 4.5 [L/h] ~ 0.4\nV = 60 [L]\nd/dt(central) = -CL/V*central\nconc = central/V\ndose central"
+
+
+def trough_above(amount: float, interval: float, at: float, level: float) -> float:
+    """P(conc(at) ≥ level) for IV boluses of ``amount`` every ``interval`` h from 0 h, CL ~ LogNormal(4.5, 0.4),
+    V = 60 L: conc(at) = Σ amount/V·exp(−CL/V·(at − t_i)) falls as CL grows, so the event is CL ≤ CL*, with CL*
+    the root of conc(at) = level (scipy brentq)."""
+    from scipy.optimize import brentq
+
+    times = np.arange(0.0, at, interval)
+
+    def excess(clearance: float) -> float:
+        return float(np.sum(amount / 60.0 * np.exp(-clearance / 60.0 * (at - times)))) - level
+
+    if excess(1e-6) < 0:
+        return 0.0
+    threshold = brentq(excess, 1e-6, 1e3, xtol=1e-13, rtol=1e-13)
+    return float(ndtr((math.log(threshold) - math.log(4.5)) / 0.4))
+
+
+def test_trough_limit_on_a_one_compartment_model_against_its_closed_form():
+    model = kn.parse_model(ONE_COMPARTMENT)
+    toxic = kn.Window(kn.Cmin(84.0, 95.5), 20.0, None)  # the trough just before the 96 h dose (q12h)
+    limits = kn.Constraints(toxic=toxic, toxic_limit=0.3)
+    table = kn.optimize_regimen(model, model.prior(), kn.Window(kn.AUC(72, 96), 400, 600), [500, 750, 1000, 1500],
+                                [12], unit="mg", constraints=limits, atol=1e-8)
+    exact = {amount: trough_above(amount, 12.0, 95.5, 20.0) for amount in (500, 750, 1000, 1500)}
+    assert {row.amount for row in table.itertuples()} == {a for a, p in exact.items() if p <= 0.3}
+    assert 0 < len(table) < 4  # the limit excludes something and keeps something
+    for row in table.itertuples():
+        assert abs(row.toxic - exact[row.amount]) <= row.toxic_error + 1e-6
+    for text, reason in table.attrs["excluded"]:
+        amount = float(text.split()[0])
+        assert reason == f"P({toxic}) = {percent(exact[amount])}, above the 30 % limit"

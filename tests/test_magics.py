@@ -297,6 +297,19 @@ def test_pkdose_window_with_a_step(shell, theo):
     assert card["probability"] == pytest.approx(best.objective)
 
 
+def test_pkdose_answer_is_never_worse_than_the_current_dose_or_says_why(shell, theo):
+    """Issue 15's 320 mg / 325 mg case: --step 25 cannot give 320 mg."""
+    result, captured = run(shell, '%pkdose theo --regimen "320 mg po" --window "auc(0, 24) in 80..120" --step 25 '
+                                  "--bounds 50..1000 -o rounded")
+    assert result.success, captured.stderr
+    best = shell.user_ns["rounded"]
+    text = bundles(captured)[0]["text/plain"]
+    assert "Searched multiples of 25 mg between 50 and 1000 mg." in text
+    if best.objective < best.current.value:
+        assert (f"Note: the current 320 mg is not a multiple of 25 mg; the best multiple, {best.dose:g} mg, gives "
+                f"{percent(best.objective)} vs {percent(best.current.value)}.") in text
+
+
 def test_pkdose_shows_the_current_regimen_the_search_and_the_limits(shell, theo):
     result, captured = run(shell, '%pkdose theo --regimen "320 mg po q24h x3" --window "auc(0, 24) in 80..120" '
                                   '--step 25 --max-dose 300 --toxic "cmax(0, 24) in 12.." --toxic-limit 20% -o held')
