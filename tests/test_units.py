@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from pathlib import Path
 
@@ -192,3 +193,12 @@ def test_a_covariate_model_is_shown_as_written():
     assert "CL = TVCL * (CRCL/120)^0.8 * 0.7^DIAL" in bundle["text/plain"]
     assert "CRCL = 120 mL/min" in bundle["text/html"]
     assert r"\left(\frac{\mathrm{CRCL}}{120}\right)" in bundle["text/html"]
+
+
+def test_a_pickled_model_keeps_its_equations_as_written_and_its_units():
+    """dask ships models by pickling; sympy would evaluate (CRCL/120)^0.8 on the way back."""
+    model = models.load("vancomycin_goti2018")
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy._repr_latex_() == model._repr_latex_()
+    assert str(copy.spec.written["CL"].expr) == "0.7**DIAL*TVCL*(CRCL/120)**0.8"
+    assert name_unit(copy, "conc", "mg") == "mg/L"

@@ -93,6 +93,30 @@ class Written:
     line: int
     column: int
 
+    def __reduce__(self):
+        # sympy rebuilds a pickled expression by evaluating it ((CRCL/120)^0.8 would come back as
+        # 0.0217*CRCL^0.8), so the tree travels as (class, arguments) and is rebuilt unevaluated
+        return _unpickle_written, (self.text, _tree(self.expr), self.line, self.column)
+
+
+def _tree(expr: sp.Basic):
+    """An expression as nested ``(class, arguments)`` tuples down to its atoms."""
+    return expr if expr.is_Atom else (type(expr), tuple(_tree(argument) for argument in expr.args))
+
+
+def _unevaluated(tree) -> sp.Basic:
+    if not isinstance(tree, tuple):
+        return tree
+    kind, arguments = tree
+    arguments = [_unevaluated(argument) for argument in arguments]
+    if kind is sp.functions.elementary.piecewise.ExprCondPair:  # a case of where(): it takes no evaluate=
+        return kind(*arguments)
+    return kind(*arguments, evaluate=False)
+
+
+def _unpickle_written(text: str, tree, line: int, column: int) -> Written:
+    return Written(text, _unevaluated(tree), line, column)
+
 
 @dataclass(frozen=True)
 class ModelSpec:
