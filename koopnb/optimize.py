@@ -125,10 +125,14 @@ class DoseResult:
     dose_unit: str | None = None
 
     def __str__(self) -> str:
-        """What the card says, as text: the dose beside the current one, the search space, any note, details."""
-        from koopnb.cards import dose_text
-
-        return dose_text(self)
+        """One line for logs and doctests (the card, ``_repr_mimebundle_``, is what a notebook shows)."""
+        what = "P" if _is_window(self.target) else "E"
+        status = "".join(f" — {text}" for text in (self.message, self.note) if text)
+        unit = f" {self.regimen.unit}" if self.regimen.unit else ""
+        current = f"; current {self.current_dose:.6g}{unit}: {self.current.value:.6g}" if self.current else ""
+        return (f"dose {self.dose:.6g}{unit} ({self.regimen}): {what} = {self.objective:.6g} ± {self.error:.2g}"
+                f"{current} [{self.search_space}; {self.method}; {self.n_evals} model evaluations; "
+                f"{'converged' if self.converged else 'NOT converged'}]{status}")
 
     def _repr_html_(self) -> str:
         from koopnb.cards import dose_html
@@ -525,6 +529,10 @@ def _windows(target) -> list[Window]:
     if not windows or not all(isinstance(w, Window) for w in windows):
         raise KoopnbError("the target must be a Window, a list of Windows, or a Target")
     return windows
+
+
+def _is_window(target) -> bool:
+    return not isinstance(target, Target)
 
 
 def _target_text(target) -> str:
