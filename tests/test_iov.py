@@ -266,3 +266,14 @@ def test_the_population_likelihood_recovers_a_known_iov():
         np.testing.assert_allclose(profile, exact, rtol=0, atol=2e-3)
         covered += 2 * (profile.max() - profile[-1]) <= scipy.stats.chi2.ppf(0.9, 1)
     assert covered >= 16
+
+
+def test_maximum_likelihood_with_iov_is_refused_naming_the_parameter(model):
+    """FOCE-I here has no occasion random effects, so method='ml' refuses a model with IOV in one sentence that
+    names the parameter and its kappa, instead of fitting it as if there were none."""
+    data = pd.DataFrame({"ID": 1, "TIME": [0.0, *TIMES[:3], 24.0, *TIMES[3:]],
+                         "AMT": [500.0, 0, 0, 0, 500.0, 0, 0, 0], "EVID": [1, 0, 0, 0, 1, 0, 0, 0],
+                         "DV": [np.nan, *LEVELS[:3], np.nan, *LEVELS[3:]]})
+    with pytest.raises(FitError, match=r"^method='ml' \(FOCE-I\) does not estimate inter-occasion variability, "
+                                       r"which this model has on CL \(iov 0\.25\); use method='emcee'"):
+        kn.fit_population(model, data, method="ml", occasions="dose", progress=False)

@@ -12,7 +12,9 @@ import warnings
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.stats
 
 import koopnb as kn
 from koopnb.errors import FitError
@@ -121,3 +123,54 @@ def test_population_errors_are_one_sentence(model):
     no_iiv = kn.parse_model(MODEL.replace("~ 0.6", "").replace("~ 0.3", "").replace("~ 0.1", ""))
     with pytest.raises(FitError, match="no parameter with IIV"):
         fit_population(no_iiv, kn.datasets.theophylline(), steps=20, progress=False)
+
+
+CORRELATED = """
+B = 2.0 ~ 0.4
+C = 1.5 ~ 0.3
+corr(B, C) = 0.5
+d/dt(x) = 1
+level = 10 + log(B) + x * log(C)
+level ~ additive(0.3)
+"""
+
+
+def test_default_priors_in_closed_form_equal_koopnbs_distributions():
+    """The default priors are evaluated in closed form for speed; given as koopnb distributions (log-normal,
+    half-normal as a truncated normal, uniform correlation) they give the same log-density, Jacobians included."""
+    from koopnb.inference.population import PopulationProblem
+    from koopnb.inference.subjects import all_subjects
+
+    model = kn.parse_model(CORRELATED)
+    data = pd.DataFrame({"ID": [1, 1, 2, 2], "TIME": [1.0, 2.0, 1.0, 2.0], "DV": [11.0, 11.5, 10.8, 11.2]})
+    subjects = all_subjects(model, data, None, "level")
+    default = PopulationProblem(model, subjects, "level", {})
+    given = PopulationProblem(model, subjects, "level", {
+        "B": kn.LogNormal(2.0, 2.0), "omega_C": kn.TruncatedNormal(0.0, 1.0, 0.0, np.inf),
+        "corr_B_C": kn.Uniform(-1.0, 1.0), "level.additive": kn.LogNormal(0.3, 2.0)})
+    points = default.start + 0.3 * np.random.default_rng(3).standard_normal((5, default.start.size))
+    np.testing.assert_allclose(given.log_prior(points), default.log_prior(points), rtol=1e-12)
+    # and by hand for one point: log-normal and half-normal densities times the Jacobian of the coordinates
+    x = default.natural(points[:1])[0]
+    expected = (sum(scipy.stats.lognorm(s=2.0, scale=v).logpdf(x[i]) + points[0, i]
+                    for i, v in ((0, 2.0), (1, 1.5), (5, 0.3)))
+                + sum(scipy.stats.halfnorm.logpdf(x[i]) + points[0, i] for i in (2, 3))
+                + scipy.stats.uniform(-1, 2).logpdf(x[4]) + np.log(1 - x[4] ** 2))
+    assert default.log_prior(points[:1])[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_population_posterior_with_correlated_iiv():
+    """Ω, the fitted model and a new patient's distribution keep the sampled correlation (draws held fixed, so
+    Ω is known exactly; the patient's log-parameters are then N(log θ, Ω), checked to Monte Carlo error)."""
+    model = kn.parse_model(CORRELATED)
+    names = ["B", "C", "omega_B", "omega_C", "corr_B_C", "level.additive"]
+    values = np.array([2.2, 1.4, 0.4, 0.3, 0.5, 0.3])
+    draws = np.tile(values, (50, 4, 1))
+    posterior = PopulationPosterior(names, draws, np.zeros((50, 4)), dict(zip(names, values, strict=True)), {},
+                                    model, "level", {}, {})
+    expected = np.array([[0.16, 0.06], [0.06, 0.09]])
+    np.testing.assert_allclose(posterior.omega, expected, rtol=1e-12)
+    np.testing.assert_allclose(posterior.to_model().omega, expected, rtol=1e-12)
+    patient = posterior.to_distribution(n=20000, seed=4)
+    assert patient.median() == pytest.approx({"B": 2.2, "C": 1.4}, rel=0.02)
+    np.testing.assert_allclose(patient.covariance, expected, atol=0.006)

@@ -411,3 +411,37 @@ def test_a_killed_save_leaves_the_old_file_and_its_leftover_is_cleaned_later(sav
     individual(model).save(saved)
     assert sorted(os.listdir(saved.parent)) == sorted([fresh.name, "patient.npz"])
     assert Posterior.load(saved).draws.shape == (50, 8, 3)
+
+
+def test_a_maximum_likelihood_fit_round_trips(tmp_path):
+    """An ML (FOCE-I) fit with correlated IIV keeps its OFV, standard errors, full Ω (the off-diagonal
+    covariance) and Σ through save and load; a standard error that is not a number is named on load."""
+    model = kn.parse_model("""
+B = 2.0 ~ 0.4
+C = 1.5 ~ 0.3
+corr(B, C) = 0.3
+d/dt(x) = 1
+level = 10 + log(B) + x * log(C)
+level ~ additive(0.3)
+""")
+    rng = np.random.default_rng(5)
+    rows = []
+    for subject in range(1, 21):
+        eta = rng.multivariate_normal(np.zeros(2), [[0.16, 0.06], [0.06, 0.09]])
+        rows += [{"ID": subject, "TIME": t, "DV": 10 + np.log(2.0) + eta[0] + t * (np.log(1.5) + eta[1])
+                  + 0.3 * rng.standard_normal()} for t in (1.0, 2.0, 4.0, 6.0)]
+    fit = kn.fit_population(model, pd.DataFrame(rows), method="ml")
+    path = tmp_path / "ml.npz"
+    fit.save(path)
+    again = PopulationPosterior.load(path)
+    assert again.ofv == fit.ofv
+    assert again.standard_errors == fit.standard_errors
+    assert set(again.standard_errors) == {"B", "C", "omega_B", "omega_C", "corr_B_C", "level.additive"}
+    assert fit.omega[0, 1] != 0
+    np.testing.assert_allclose(again.omega, fit.omega, rtol=1e-12)
+    assert again.sigma == pytest.approx(fit.sigma, rel=1e-12)
+    assert again.typical == pytest.approx(fit.typical, rel=1e-12)
+    np.testing.assert_allclose(again.to_model().omega, fit.omega, rtol=1e-12)
+    rewrite(path, lambda arrays, header: header["standard_errors"].update(B="big"))
+    with pytest.raises(FitError, match="'standard_errors' must map each sampled parameter to a non-negative number"):
+        PopulationPosterior.load(path)

@@ -76,14 +76,19 @@ def fit_maximum_likelihood(model, subjects, output: str, *, covariance: str = "s
 
 def objective_value(model, subjects, output: str, estimates: Mapping[str, float]) -> float:
     """NONMEM's FOCE-I OFV of ``subjects`` at population ``estimates`` (typical values by parameter name,
-    ``omega_NAME`` as SDs of the log, ``OUTPUT.ERROR``); quantities not given take the model's values."""
+    ``omega_NAME`` as SDs of the log, ``corr_A_B`` correlations, ``OUTPUT.ERROR``); quantities not given take
+    the model's values."""
     objective = FoceObjective(model, subjects, output)
     scales = objective.scales
     typical = {name: estimates.get(name, model.typical[name]) for name in model.parameters}
     omega = np.asarray(model.omega, dtype=float)[np.ix_(scales.random, scales.random)]
     sd = np.sqrt(np.diag(omega))
+    correlation = omega / np.outer(sd, sd)
+    for i, j in scales.correlated:
+        name = f"corr_{scales.random_names[i]}_{scales.random_names[j]}"
+        correlation[i, j] = correlation[j, i] = estimates.get(name, correlation[i, j])
     given = np.array([estimates.get(f"omega_{name}", sd[r]) for r, name in enumerate(scales.random_names)])
-    omega = omega / np.outer(sd, sd) * np.outer(given, given)
+    omega = correlation * np.outer(given, given)
     errors = np.exp(scales.start[scales.size - len(scales.error_names):])
     errors = [estimates.get(name, errors[i]) for i, name in enumerate(scales.error_names)]
     return float(objective(scales.coordinates(typical, omega, errors)[None])[0][0])
@@ -411,7 +416,7 @@ class _Inner:
         subjects = self.subjects[rows]
         values = tuple(v[rows] for v in self.error_values)
         observed, below, used = stack.values[subjects], stack.below[subjects], stack.used[subjects]
-        slope, information = observation_derivatives(problem.error, observed, below, used, f, values)
+        slope, information, _ = observation_derivatives(problem.error, observed, below, used, f, values)
         precision = self.precision[rows]
         likelihood = log_likelihood(problem.error, values, observed, below, used, f)
         objective = likelihood - 0.5 * np.einsum("br,brs,bs->b", eta, precision, eta)
@@ -420,36 +425,37 @@ class _Inner:
         return _InnerState(objective, likelihood, gradient, curvature)
 
 
-def observation_derivatives(error, observed, below, used, f, values) -> tuple[np.ndarray, np.ndarray]:
-    """Per observation: the slope of its log-likelihood in the prediction f, and the curvature FOCE-I uses.
+def observation_derivatives(error, observed, below, used, f, values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per observation: the slope of its log-likelihood in the prediction f, the curvature FOCE-I uses and the
+    observed curvature −∂²/∂f² (which Newton steps towards the conditional mode use).
 
     The curvature is the expected information 1/V + ½(∂V/∂f)²/V² of y ~ N(f, V(f)) (for exponential
     error, 1/(s²f²) of log y ~ N(log f, s²)); for an observation below the quantification limit (M3) it
-    is the observed −∂²/∂f² of the log-probability (never negative).  Slopes are central differences.
+    is the observed −∂²/∂f² of the log-probability (never negative).  Slopes and the observed curvature are
+    central differences.
     """
     delta = 1e-5 * (1.0 + np.abs(np.where(np.isfinite(f), f, 0.0)))
 
-    def terms(at):
-        with np.errstate(all="ignore"):
-            inside = error.log_density(observed, at, values)
-            if below.any():
-                inside = np.where(below, error.log_below(observed, at, values), inside)
-        return np.where(used & np.isfinite(inside), inside, 0.0)
-
-    middle, up, down = terms(f), terms(f + delta), terms(f - delta)
+    at = np.stack([f, f + delta, f - delta])  # one call of each density for the three points
+    with np.errstate(all="ignore"):
+        inside = error.log_density(observed, at, values)
+        if below.any():
+            inside = np.where(below, error.log_below(observed, at, values), inside)
+    middle, up, down = np.where(used & np.isfinite(inside), inside, 0.0)
     slope = (up - down) / (2 * delta)
     with np.errstate(all="ignore"):
         if isinstance(error, Exponential):
             (s,) = values
             information = 1.0 / (s * f) ** 2
         else:
-            sd = error.sd(f, values)
-            sd_slope = (error.sd(f + delta, values) - error.sd(f - delta, values)) / (2 * delta)
+            sd, sd_up, sd_down = np.broadcast_to(error.sd(at, values), at.shape)
+            sd_slope = (sd_up - sd_down) / (2 * delta)
             information = 1.0 / sd**2 + 2.0 * (sd_slope / sd) ** 2
+    observed_curvature = -(up - 2 * middle + down) / delta**2
     if below.any():
-        information = np.where(below, np.maximum(-(up - 2 * middle + down) / delta**2, 0.0), information)
+        information = np.where(below, np.maximum(observed_curvature, 0.0), information)
     information = np.where(used & np.isfinite(information), information, 0.0)
-    return slope, information
+    return slope, information, observed_curvature
 
 
 def _covariance(hessian: np.ndarray, gradients: np.ndarray, kind: str) -> np.ndarray:
@@ -485,7 +491,6 @@ class PopulationEstimate(PopulationPosterior):
         scales = objective.scales
         self.objective, self.coordinates = objective, x
         self.estimates = dict(zip(scales.names, natural.tolist(), strict=True))
-        self._standard_errors = dict(zip(scales.names, np.sqrt(np.diag(covariance)).tolist(), strict=True))
         self.covariance = pd.DataFrame(covariance, index=scales.names, columns=scales.names)
         ids = [s.id for s in objective.subjects]
         self.subject_ofv = dict(zip(ids, per_subject.tolist(), strict=True))
@@ -503,16 +508,12 @@ class PopulationEstimate(PopulationPosterior):
         names = list(scales.names)
         individuals = self._individuals(objective, individual_draws, rng)
         super().__init__(names, natural[None, None, :], np.array([[-0.5 * ofv]]), dict(self.estimates),
-                         diagnostics, objective.model, objective.output, individuals, shrinkage, ofv=ofv)
+                         diagnostics, objective.model, objective.output, individuals, shrinkage, ofv=ofv,
+                         standard_errors=dict(zip(scales.names, np.sqrt(np.diag(covariance)).tolist(), strict=True)))
         from koopnb.inference.diagnostics import residuals_at
 
         iwres = residuals_at(objective, x, npde=False)["IWRES"].to_numpy()
         self.epsilon_shrinkage = float(1 - np.sqrt(np.nanmean(iwres**2)))
-
-    @property
-    def standard_errors(self) -> dict[str, float]:
-        """The standard error of each estimate (name -> SE on the scale of ``estimates``)."""
-        return dict(self._standard_errors)
 
     @property
     def typical(self) -> dict[str, float]:

@@ -20,21 +20,32 @@ def conditional_modes(evaluate: Callable, eta: np.ndarray, iterations: int, tole
     """Maximise each row of ``eta`` (rows, r) in place; returns (eta, state).
 
     ``evaluate(eta_rows, rows)`` returns a state with per-row ``objective`` (rows,), ``gradient`` (rows, r) and
-    ``curvature`` (rows, r, r) (positive definite: the negative Hessian) and ``update(rows, other, mask)``.  A row
-    stops when its Newton decrement ½gᵀH⁻¹g (how far the objective can still rise) is below ``tolerance``, or its
-    step has been shortened below ``smallest_step``.
+    ``curvature`` (rows, r, r) (positive definite: the Gauss–Newton negative Hessian) and
+    ``update(rows, other, mask)``.  A state may also carry ``newton`` (rows, r, r), the observed negative Hessian
+    (NaN where it is not positive definite): a row then takes Newton steps, which converge quadratically where
+    Gauss–Newton converges only linearly (large residuals), until one fails to improve it; from then on it takes
+    Gauss–Newton steps, shortened by 4 after each failure.  A row stops when its Newton decrement ½gᵀH⁻¹g (how far
+    the objective can still rise) is below ``tolerance``, or its step has been shortened below ``smallest_step``.
     """
     state = evaluate(eta, np.arange(len(eta)))
     scale = np.ones(len(eta))
     active = np.isfinite(state.objective)
+    newton_steps = np.full(len(eta), getattr(state, "newton", None) is not None)
     for _ in range(iterations):
         rows = np.flatnonzero(active)
         if rows.size == 0:
             break
-        newton = np.linalg.solve(state.curvature[rows], state.gradient[rows][..., None])[..., 0]
+        curvature = state.curvature[rows]
+        if newton_steps.any():
+            observed = state.newton[rows]
+            usable = newton_steps[rows] & np.isfinite(observed).all(axis=(1, 2))
+            curvature = np.where(usable[:, None, None], observed, curvature)
+        else:
+            usable = np.zeros(rows.size, dtype=bool)
+        newton = np.linalg.solve(curvature, state.gradient[rows][..., None])[..., 0]
         done = 0.5 * np.einsum("br,br->b", state.gradient[rows], newton) < tolerance
         active[rows[done]] = False
-        rows, newton = rows[~done], newton[~done]
+        rows, newton, usable = rows[~done], newton[~done], usable[~done]
         if rows.size == 0:
             break
         step = np.clip(newton, -MAX_STEP, MAX_STEP) * scale[rows, None]
@@ -44,6 +55,24 @@ def conditional_modes(evaluate: Callable, eta: np.ndarray, iterations: int, tole
         eta[accepted] += step[better]
         state.update(accepted, candidate, better)
         scale[accepted] = 1.0
-        scale[rows[~better]] /= 4
+        failed_newton = rows[~better & usable]
+        newton_steps[failed_newton] = False  # retried at once with a full Gauss–Newton step
+        scale[rows[~better & ~usable]] /= 4
         active[rows[scale[rows] < smallest_step]] = False
     return eta, state
+
+
+def positive_definite(matrices: np.ndarray) -> np.ndarray:
+    """(rows,) whether each symmetric matrix of (rows, r, r) is finite and positive definite.  One batched
+    Cholesky factorisation answers for all when all are; otherwise Sylvester's criterion, every leading
+    principal minor positive, finds which."""
+    good = np.isfinite(matrices).all(axis=(1, 2))
+    safe = np.where(good[:, None, None], matrices, np.eye(matrices.shape[1]))
+    try:
+        np.linalg.cholesky(safe)
+        return good
+    except np.linalg.LinAlgError:
+        pass
+    for k in range(1, matrices.shape[1] + 1):
+        good &= np.linalg.det(safe[:, :k, :k]) > 0
+    return good

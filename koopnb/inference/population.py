@@ -26,13 +26,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import emcee
 import numpy as np
 
-from koopnb.distributions import Distribution, Joint, LogNormal, TruncatedNormal
+from koopnb.distributions import Distribution, Joint
 from koopnb.errors import FitError
-from koopnb.inference.foce import fit_maximum_likelihood, objective_value, observation_derivatives
+from koopnb.inference.foce import Scales, fit_maximum_likelihood, objective_value, observation_derivatives
 from koopnb.inference.likelihood import log_likelihood, residual_error
-from koopnb.inference.modes import conditional_modes
+from koopnb.inference.modes import conditional_modes, positive_definite
 from koopnb.inference.posterior import PopulationPosterior, Posterior
 from koopnb.inference.sampler import (
     default_walkers,
@@ -49,10 +50,18 @@ PRIOR_SPREAD = 2.0
 """Omega (SD of the log) of the default log-normal priors of typical values and residual errors."""
 OMEGA_SCALE = 1.0
 """Scale of the default half-normal prior of each omega."""
-DEFAULT_STEPS = 5000
-"""Default chain length: the theophylline fit (32 walkers, 7 coordinates) has τ ≈ 66–76 steps, so 3,000 steps
-were only about 40 τ and drew koopnb's own too-short warning (50 τ, sampler.TRUSTED_LENGTH); 5,000 steps are
-50 τ up to τ = 100."""
+DEFAULT_STEPS = 2000
+"""Default chain length: with :func:`population_moves` the theophylline fit (32 walkers, 7 coordinates) has
+τ ≈ 20–25 steps (with the stretch move alone 65–79), so 2,000 steps are 50 τ (koopnb's own check,
+sampler.TRUSTED_LENGTH) up to τ = 40."""
+
+
+def population_moves() -> list:
+    """emcee's differential-evolution moves (ter Braak, Stat. Comput. 16:239, 2006; ter Braak & Vrugt, Stat.
+    Comput. 18:435, 2008), 80 % DEMove and 20 % DESnookerMove as the emcee documentation's example.  On the
+    theophylline posterior they give τ ≈ 20–25 steps against 65–79 for the stretch move (3,000 steps, 32
+    walkers, two seeds each), so a trusted chain is three times shorter."""
+    return [(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
 
 
 def fit_population(model, data, covariates: Mapping[str, float] | None = None, walkers: int | None = None,
@@ -87,8 +96,12 @@ def fit_population(model, data, covariates: Mapping[str, float] | None = None, w
     subjects = all_subjects(model, data, covariates, output, covariate_interpolation=covariate_interpolation,
                             occasions=occasions)
     if method == "ml":
-        if iov_of(model):
-            raise FitError("method='ml' does not estimate inter-occasion variability; use method='emcee'")
+        iov = iov_of(model)
+        if iov:
+            written = ", ".join(f"{name} (iov {kappa:g})" for name, kappa in iov.items())
+            raise FitError(f"method='ml' (FOCE-I) does not estimate inter-occasion variability, which this model has "
+                           f"on {written}; use method='emcee', which integrates each occasion's random effects, or "
+                           "remove the 'iov' from the model")
         if priors:
             raise FitError("priors= applies to method='emcee'; maximum likelihood (method='ml') uses none")
         return fit_maximum_likelihood(model, subjects, output, covariance=covariance,
@@ -100,7 +113,7 @@ def fit_population(model, data, covariates: Mapping[str, float] | None = None, w
     covariance = laplace_covariance(problem, mode)
     problem.warm_start(mode)
     initial = start_walkers(problem, mode, covariance, walkers, optimiser_rng)
-    chain = run_ensemble(problem, initial, steps, burn, walk_state, progress, "fit_population")
+    chain = run_ensemble(problem, initial, steps, burn, walk_state, progress, "fit_population", population_moves())
 
     names = problem.names
     draws = problem.natural(chain.points)
@@ -124,8 +137,9 @@ def fit_population(model, data, covariates: Mapping[str, float] | None = None, w
 
 
 class PopulationProblem:
-    """The log-posterior of the population coordinates (batch, D) → (batch,): logs of typical values,
-    of omegas and of residual error parameters, in that order (``names``)."""
+    """The log-posterior of the population coordinates (batch, D) → (batch,): logs of typical values and of
+    omegas, Fisher's z = atanh ρ of each IIV correlation (``corr_A_B``, every pair within a block of correlated
+    IIV), logs of IOV kappas and of residual error parameters, in that order (``names``)."""
 
     JACOBIAN_STEP = 1e-5
     MAX_ITERATIONS = 40
@@ -140,10 +154,13 @@ class PopulationProblem:
         self.stack = StackedSubjects(model, subjects, output)
         self.error, error_values = residual_error(model.error_models[output])
         parameters = model.spec.parameters
-        self.random = np.array([i for i, p in enumerate(parameters) if p.omega > 0], dtype=int)
+        omega = np.asarray(model.omega, dtype=float)
+        self.random = np.flatnonzero(np.diag(omega) > 0)
         if self.random.size == 0:
             raise FitError("the model has no parameter with IIV ('~ omega'), so there is no population to fit")
         self.random_names = [parameters[i].name for i in self.random]
+        # the pairs of IIV parameters whose correlation is estimated: those within a block of Ω (as FOCE-I)
+        self.pairs = Scales(model, self.error.names, error_values, output).correlated
         # Inter-occasion variability: each subject's random effects are its IIV η followed by κ for every
         # occasion slot and IOV parameter (occasion-major); a subject with fewer occasions than the most has
         # κ slots that touch no prediction, whose prior-only terms cancel exactly in the Laplace marginal.
@@ -152,89 +169,163 @@ class PopulationProblem:
         self.iov_index = np.array([model.parameters.index(name) for name in iov], dtype=int)
         self.n_occasions = max((len(s.occasions) for s in subjects if s.occasions is not None), default=1)
         self.names = ([p.name for p in parameters] + [f"omega_{name}" for name in self.random_names]
+                      + [f"corr_{self.random_names[i]}_{self.random_names[j]}" for i, j in self.pairs]
                       + [f"iov_{name}" for name in self.iov_names] + [f"{output}.{name}" for name in self.error.names])
-        n_p, n_r, n_i = len(parameters), self.random.size, len(self.iov_names)
+        n_p, n_r, n_c, n_i = len(parameters), self.random.size, len(self.pairs), len(self.iov_names)
         self.omega_slice = slice(n_p, n_p + n_r)
-        self.iov_slice = slice(n_p + n_r, n_p + n_r + n_i)
-        self.error_slice = slice(n_p + n_r + n_i, None)
-        values = ([p.typical for p in parameters] + [parameters[i].omega for i in self.random] + list(iov.values())
-                  + list(error_values))
-        if any(v <= 0 for v in values):
+        self.corr_slice = slice(n_p + n_r, n_p + n_r + n_c)
+        self.iov_slice = slice(n_p + n_r + n_c, n_p + n_r + n_c + n_i)
+        self.error_slice = slice(n_p + n_r + n_c + n_i, None)
+        sd = np.sqrt(np.diag(omega))
+        correlations = [omega[self.random[i], self.random[j]] / (sd[self.random[i]] * sd[self.random[j]])
+                        for i, j in self.pairs]
+        positive = ([p.typical for p in parameters] + [parameters[i].omega for i in self.random] + list(iov.values())
+                    + list(error_values))
+        if any(v <= 0 for v in positive):
             raise FitError("every typical value and residual error parameter must be positive to fit a population")
-        self.start = np.log(np.array(values, dtype=float))
-        self.priors = self._priors(dict(priors), values)
+        values = positive[:n_p + n_r] + correlations + positive[n_p + n_r:]
+        self.start = np.concatenate([np.log(positive[:n_p + n_r]), np.arctanh(correlations),
+                                     np.log(positive[n_p + n_r:])])
+        self._priors(dict(priors), values)
         self.eta_start = np.zeros((len(subjects), n_r + self.n_occasions * n_i))
-        self.psi_start: np.ndarray | None = None
+        # Forward-difference offsets of the inner problem: η, η + h·eₐ (the Jacobian) and η + h·(eₐ + e_b),
+        # a ≥ b (second derivatives, for Newton steps).
+        size = self.eta_start.shape[1]
+        first, second = np.tril_indices(size)
+        eye = np.eye(size)
+        self.stencil = first, second, np.concatenate([np.zeros((1, size)), eye, eye[first] + eye[second]])
+        self.start_mode: np.ndarray | None = None  # set by warm_start: s(mode), x at the mode, ∂s/∂x
+        self.start_point: np.ndarray | None = None
+        self.start_slope: np.ndarray | None = None
         # Newton decrement at which the inner problem stops: tight while the optimiser differentiates the
         # marginal numerically, looser while sampling (SAMPLING_TOLERANCE).
         self.tolerance = self.MODE_TOLERANCE
 
-    def _priors(self, given: dict, values) -> Joint:
+    def _priors(self, given: dict, values) -> None:
+        """The prior of every population quantity: those ``given`` (univariate, natural scale) evaluated as
+        :class:`Distribution` objects, the defaults — log-normal typical values and residual errors (omega
+        ``PRIOR_SPREAD`` around the model's value), half-normal omegas and kappas (scale ``OMEGA_SCALE``),
+        uniform correlations on (−1, 1), which is LKJ(1), uniform over correlation matrices — in closed form
+        for all walkers at once (through scipy.stats each would cost about as much as a Gauss–Newton step)."""
         unknown = [name for name in given if name not in self.names]
         if unknown:
             raise FitError(f"{unknown[0]!r} is not a population quantity of this fit; the names are "
                            f"{', '.join(self.names)}")
-        chosen = {}
-        for name, value in zip(self.names, values, strict=True):
-            if name in given:
-                chosen[name] = given[name]
-            elif name.startswith(("omega_", "iov_")):
-                chosen[name] = TruncatedNormal(0.0, OMEGA_SCALE, 0.0, np.inf)
-            else:
-                chosen[name] = LogNormal(value, PRIOR_SPREAD)
-        return Joint(chosen)
+        self.given = Joint(given) if given else None
+        self.given_columns = [self.names.index(name) for name in given]
+        default = [i for i, name in enumerate(self.names) if name not in given]
+        spread = [i for i in default if not self.names[i].startswith(("omega_", "iov_", "corr_"))]
+        self.lognormal_columns = np.array(spread, dtype=int)
+        self.lognormal_location = np.log(np.array([values[i] for i in spread], dtype=float))
+        self.halfnormal_columns = np.array([i for i in default if self.names[i].startswith(("omega_", "iov_"))],
+                                           dtype=int)
+        self.uniform_columns = np.array([i for i in default if self.names[i].startswith("corr_")], dtype=int)
+
+    def log_prior(self, points: np.ndarray) -> np.ndarray:
+        """(batch,) log prior density of coordinates ``points`` (batch, D), the Jacobian of the map included."""
+        natural = self.natural(points)
+        log_x = points[:, self.lognormal_columns]  # log-normal in x is normal in log x: the Jacobian cancels
+        total = np.sum(-0.5 * ((log_x - self.lognormal_location) / PRIOR_SPREAD) ** 2, axis=1)
+        total += len(self.lognormal_columns) * -(np.log(PRIOR_SPREAD) + 0.5 * np.log(2 * np.pi))
+        log_sd = points[:, self.halfnormal_columns]
+        total += np.sum(-0.5 * (np.exp(log_sd) / OMEGA_SCALE) ** 2 + log_sd, axis=1)
+        total += len(self.halfnormal_columns) * (0.5 * np.log(2 / np.pi) - np.log(OMEGA_SCALE))
+        rho = natural[:, self.uniform_columns]
+        total += np.sum(np.log1p(-rho**2), axis=1) - len(self.uniform_columns) * np.log(2.0)
+        if self.given is not None:
+            columns = self.given_columns
+            chosen = natural[:, columns]
+            total += self.given.logpdf(dict(zip([self.names[i] for i in columns], chosen.T, strict=True)))
+            # the Jacobian of the map to coordinates: ρ = tanh z for a correlation, x = eᶻ for anything else
+            correlation = np.array([self.names[i].startswith("corr_") for i in columns])
+            rho = np.where(correlation, chosen, 0.0)
+            total += np.sum(np.where(correlation, np.log1p(-rho**2), points[:, columns]), axis=1)
+        return total
 
     def natural(self, points: np.ndarray) -> np.ndarray:
-        """Coordinates → natural scale (typical values, omegas, residual errors)."""
-        return np.exp(points)
+        """Coordinates → natural scale (typical values, omegas, correlations, kappas, residual errors)."""
+        natural = np.exp(points)
+        natural[..., self.corr_slice] = np.tanh(points[..., self.corr_slice])
+        return natural
 
     def warm_start(self, mode: np.ndarray) -> None:
-        """Start every later inner optimisation from each subject's individual log-parameters at the population
-        mode.  Holding ψ = log θ_typical + η fixed, rather than η, keeps the start close to the conditional mode
-        when a proposal moves the typical values: the data pin ψ, and η would shift by the whole move."""
-        self.eta_start = self.conditional(mode[None])[0]
-        self.psi_start = mode[self.random] + self.eta_start[:, :self.random.size]
+        """Start every later inner optimisation from a first-order prediction of the conditional modes.
+
+        Each subject's individual log-parameters ψ = log θ_typical + η (and its κ) at a population point x are
+        predicted as s(x) ≈ s(mode) + ∂s/∂x (x − mode), the derivative by central differences at the mode (one
+        batch of 2k points).  The data pin ψ, so it moves little with the population point, and the linear
+        prediction is off by O(|x − mode|²), so a walker's inner problem starts close to its solution."""
+        k, step = mode.size, 1e-4
+        offsets = np.concatenate([np.zeros((1, k)), step * np.eye(k), -step * np.eye(k)])
+        points = mode + offsets
+        eta, _ = self.conditional(points, details=True)
+        n_s = len(self.subjects)
+        starts = eta.reshape(len(points), n_s, -1).copy()
+        starts[..., :self.random.size] += points[:, None, self.random]
+        self.start_mode, self.start_point = starts[0], mode.copy()
+        self.start_slope = (starts[1:k + 1] - starts[k + 1:]) / (2 * step)  # (k, n_s, n_r)
+        self.eta_start = eta.reshape(len(points), n_s, -1)[0]
         self.tolerance = self.SAMPLING_TOLERANCE
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         points = np.atleast_2d(points)
-        with np.errstate(over="ignore", invalid="ignore"):
-            natural = np.exp(points)
-            log_prior = self.priors.logpdf(dict(zip(self.names, natural.T, strict=True))) + points.sum(axis=1)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            log_prior = self.log_prior(points)
             total = log_prior + np.where(np.isfinite(log_prior), self.marginal(points), -np.inf)
         return np.where(np.isfinite(total), total, -np.inf)
 
+    def precision(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ω⁻¹ of one subject's random effects (batch, n, n) — IIV block (Ω = D R D: D the omegas, R the
+        correlations), then each occasion's kappas — and log|Ω| (batch,); NaN where R is not positive definite."""
+        n_r = self.random.size
+        sd = np.exp(points[:, self.omega_slice])
+        correlation = np.broadcast_to(np.eye(n_r), (len(points), n_r, n_r)).copy()
+        if self.pairs:
+            first, second = np.array(self.pairs).T
+            rho = np.tanh(points[:, self.corr_slice])
+            correlation[:, first, second] = correlation[:, second, first] = rho
+        valid = positive_definite(correlation)
+        correlation[~valid] = np.eye(n_r)
+        log_det_r = np.linalg.slogdet(correlation)[1]
+        iiv = np.linalg.inv(correlation) / (sd[:, :, None] * sd[:, None, :])
+        kappa = np.tile(np.exp(-2 * points[:, self.iov_slice]), self.n_occasions)
+        size = n_r + kappa.shape[1]
+        precision = np.zeros((len(points), size, size))
+        precision[:, :n_r, :n_r] = iiv
+        precision[:, np.arange(n_r, size), np.arange(n_r, size)] = kappa
+        log_det = (2 * points[:, self.omega_slice].sum(axis=1) + log_det_r
+                   + 2 * self.n_occasions * points[:, self.iov_slice].sum(axis=1))
+        return precision, np.where(valid, log_det, np.nan)
+
     def marginal(self, points: np.ndarray) -> np.ndarray:
         """(batch,) Laplace approximation of log p(all data | population point)."""
-        _, (objective, curvature) = self.conditional(points, details=True)
+        _, (objective, curvature, log_det_omega) = self.conditional(points, details=True)
         n_s = len(self.subjects)
-        # −½ log|Ω| of every random effect: the IIV omegas once, each IOV kappa once per occasion slot.
-        log_sd = points[:, self.omega_slice].sum(axis=1) + self.n_occasions * points[:, self.iov_slice].sum(axis=1)
         sign, log_det = np.linalg.slogdet(curvature)
-        per_row = objective - log_sd.repeat(n_s) - 0.5 * log_det
+        per_row = objective - 0.5 * log_det_omega.repeat(n_s) - 0.5 * log_det
         per_row = np.where(sign > 0, per_row, -np.inf)
         return per_row.reshape(len(points), n_s).sum(axis=1)
 
     def conditional(self, points: np.ndarray, details: bool = False):
         """Conditional modes η̂ (batch·n_subjects, n_random), rows walker-major; with ``details``, also the
-        objective log p(y|η̂) − ½η̂ᵀΩ⁻¹η̂ and the Gauss–Newton curvature H per row."""
+        objective log p(y|η̂) − ½η̂ᵀΩ⁻¹η̂ and the Gauss–Newton curvature H per row, and log|Ω| per point."""
         n_s, n_r = len(self.subjects), self.eta_start.shape[1]
         batch = len(points)
         subjects = np.tile(np.arange(n_s), batch)
         log_typical = points[:, :len(self.model.parameters)].repeat(n_s, axis=0)
-        log_sd = np.concatenate([points[:, self.omega_slice], np.tile(points[:, self.iov_slice], self.n_occasions)],
-                                axis=1)
-        precision = np.exp(-2 * log_sd).repeat(n_s, axis=0)
+        precision, log_det_omega = self.precision(points)
+        precision = precision.repeat(n_s, axis=0)
         error_values = tuple(v[:, None] for v in np.exp(points[:, self.error_slice]).repeat(n_s, axis=0).T)
         inner = _InnerProblem(self, subjects, log_typical, precision, error_values)
-        if self.psi_start is None:
+        if self.start_mode is None:
             eta = np.tile(self.eta_start, (batch, 1))
         else:
-            eta = np.tile(self.eta_start, (batch, 1))
-            eta[:, :self.random.size] = np.tile(self.psi_start, (batch, 1)) - log_typical[:, self.random]
+            predicted = self.start_mode + np.einsum("bk,ksr->bsr", points - self.start_point, self.start_slope)
+            eta = predicted.reshape(batch * n_s, n_r)
+            eta[:, :self.random.size] -= log_typical[:, self.random]
         eta, state = conditional_modes(inner.evaluate, eta, self.MAX_ITERATIONS, self.tolerance, 1e-6)
         if details:
-            return eta, (state.objective, state.curvature)
+            return eta, (state.objective, state.curvature, log_det_omega)
         return eta.reshape(batch, n_s, n_r)[0] if batch == 1 else eta, None
 
     def individuals(self, points: np.ndarray, n: int, rng: np.random.Generator) -> dict[Any, Posterior]:
@@ -243,7 +334,7 @@ class PopulationProblem:
         chosen = points[picks]
         per_draw = int(np.ceil(n / len(picks)))
         n_s, n_r, n_iiv = len(self.subjects), self.eta_start.shape[1], self.random.size
-        modes, (_, curvature) = self.conditional(chosen, details=True)
+        modes, (_, curvature, _) = self.conditional(chosen, details=True)
         factor = np.linalg.cholesky(np.linalg.inv(curvature))  # (draws·subjects, r, r)
         noise = rng.standard_normal((len(modes), per_draw, n_r))
         eta = modes[:, None, :] + np.einsum("bij,bkj->bki", factor, noise)
@@ -268,15 +359,15 @@ class PopulationProblem:
 
 
 class _InnerState:
-    """Per-row objective, gradient and curvature of the inner (conditional mode) problem."""
+    """Per-row objective, gradient, Gauss–Newton curvature and observed negative Hessian (``newton``, NaN where
+    not positive definite) of the inner (conditional mode) problem."""
 
-    def __init__(self, objective, gradient, curvature):
-        self.objective, self.gradient, self.curvature = objective, gradient, curvature
+    def __init__(self, objective, gradient, curvature, newton):
+        self.objective, self.gradient, self.curvature, self.newton = objective, gradient, curvature, newton
 
     def update(self, rows: np.ndarray, other: _InnerState, mask: np.ndarray) -> None:
-        self.objective[rows] = other.objective[mask]
-        self.gradient[rows] = other.gradient[mask]
-        self.curvature[rows] = other.curvature[mask]
+        for name in ("objective", "gradient", "curvature", "newton"):
+            getattr(self, name)[rows] = getattr(other, name)[mask]
 
 
 class _InnerProblem:
@@ -290,8 +381,10 @@ class _InnerProblem:
     def evaluate(self, eta: np.ndarray, rows: np.ndarray) -> _InnerState:
         problem, stack = self.problem, self.problem.stack
         n_r, h = eta.shape[1], problem.JACOBIAN_STEP
-        stencil = np.concatenate([eta[None], eta[None] + h * np.eye(n_r)[:, None, :]])  # (1 + r, rows, r)
-        log_parameters = np.broadcast_to(self.log_typical[rows], (n_r + 1, *self.log_typical[rows].shape)).copy()
+        first, second, offsets = problem.stencil
+        stencil = eta[None] + h * offsets[:, None, :]  # (points, rows, r)
+        n_points = len(offsets)
+        log_parameters = np.broadcast_to(self.log_typical[rows], (n_points, *self.log_typical[rows].shape)).copy()
         n_iiv = problem.random.size
         log_parameters[..., problem.random] += stencil[..., :n_iiv]
         subjects = self.subjects[rows]
@@ -300,17 +393,26 @@ class _InnerProblem:
             kappa = stencil[..., n_iiv:].reshape(-1, problem.n_occasions, len(problem.iov_names))
             flat = np.repeat(flat[:, None], problem.n_occasions, axis=1)
             flat[:, :, problem.iov_index] *= np.exp(kappa)
-        predicted = stack.predict(np.tile(subjects, n_r + 1), flat)
-        predicted = predicted.reshape(n_r + 1, len(rows), -1)
-        f = predicted[0]
-        jacobian = np.moveaxis((predicted[1:] - f) / h, 0, -1)  # (rows, T, r)
+        predicted = stack.predict(np.tile(subjects, n_points), flat)
+        predicted = predicted.reshape(n_points, len(rows), -1)
+        f, shifted, paired = predicted[0], predicted[1:n_r + 1], predicted[n_r + 1:]
+        jacobian = np.moveaxis((shifted - f) / h, 0, -1)  # (rows, T, r)
         values = tuple(v[rows] for v in self.error_values)
         observed, below, used = stack.values[subjects], stack.below[subjects], stack.used[subjects]
-        slope, weight = observation_derivatives(problem.error, observed, below, used, f, values)
+        slope, weight, observed_weight = observation_derivatives(problem.error, observed, below, used, f, values)
         precision = self.precision[rows]
         jacobian = np.where(np.isfinite(jacobian), jacobian, 0.0)
+        prior_slope = np.einsum("brs,bs->br", precision, eta)
         objective = (log_likelihood(problem.error, values, observed, below, used, f)
-                     - 0.5 * np.sum(precision * eta**2, axis=1))
-        gradient = np.einsum("btr,bt->br", jacobian, slope) - precision * eta
-        curvature = np.einsum("btr,bt,bts->brs", jacobian, weight, jacobian) + precision[:, :, None] * np.eye(n_r)
-        return _InnerState(objective, gradient, curvature)
+                     - 0.5 * np.einsum("br,br->b", eta, prior_slope))
+        gradient = np.einsum("btr,bt->br", jacobian, slope) - prior_slope
+        prior = precision
+        curvature = np.einsum("btr,bt,bts->brs", jacobian, weight, jacobian) + prior
+        # Observed negative Hessian: Jᵀ(−l'')J − Σₜ l'ₜ ∂²fₜ/∂η∂ηᵀ + Ω⁻¹, for Newton steps.
+        pair = (paired - shifted[first] - shifted[second] + f) / h**2  # (pairs, rows, T)
+        mixed = np.zeros((len(rows), n_r, n_r))
+        mixed[:, first, second] = mixed[:, second, first] = np.einsum("pbt,bt->bp", np.where(used, pair, 0.0), slope)
+        observed_weight = np.where(used & np.isfinite(observed_weight), observed_weight, 0.0)
+        newton = np.einsum("btr,bt,bts->brs", jacobian, observed_weight, jacobian) - mixed + prior
+        newton[~positive_definite(newton)] = np.nan
+        return _InnerState(objective, gradient, curvature, newton)

@@ -175,7 +175,8 @@ class PopulationPosterior(_Displayed):
 
     def __init__(self, names, draws: np.ndarray, log_density: np.ndarray, map: dict[str, float],
                  diagnostics: dict[str, Any], model: Model, output: str, individuals: dict[Any, Posterior],
-                 shrinkage: dict[str, float], ofv: float = float("nan")):
+                 shrinkage: dict[str, float], ofv: float = float("nan"),
+                 standard_errors: dict[str, float] | None = None):
         self.names = tuple(names)
         self.draws = np.asarray(draws, dtype=float)
         self.log_density = np.asarray(log_density, dtype=float)
@@ -186,6 +187,8 @@ class PopulationPosterior(_Displayed):
         self.individuals = individuals
         self.shrinkage = dict(shrinkage)
         self.ofv = float(ofv)
+        self._given_errors = None if standard_errors is None else {name: float(standard_errors[name])
+                                                                   for name in self.names}
 
     samples = Posterior.samples
     to_arviz = Posterior.to_arviz
@@ -197,11 +200,26 @@ class PopulationPosterior(_Displayed):
 
     @property
     def omega(self) -> np.ndarray:
-        """(n_parameters, n_parameters) diagonal covariance of the log-parameters from the median omegas."""
+        """(n_parameters, n_parameters) covariance of the log-parameters from the median omegas and, for
+        correlated IIV, the median correlations (``corr_A_B``)."""
         samples = self.samples
-        sd = [float(np.median(samples[f"omega_{p}"])) if f"omega_{p}" in samples else 0.0
-              for p in self.model.parameters]
-        return np.diag(np.square(sd))
+        sd = np.array([float(np.median(samples[f"omega_{p}"])) if f"omega_{p}" in samples else 0.0
+                       for p in self.model.parameters])
+        correlation = np.eye(len(sd))
+        for (i, j), name in self._correlations():
+            correlation[i, j] = correlation[j, i] = float(np.median(samples[name]))
+        return correlation * np.outer(sd, sd)
+
+    def _correlations(self) -> list[tuple[tuple[int, int], str]]:
+        """((i, j), "corr_A_B") for each sampled correlation, i and j in ``model.parameters`` order."""
+        index = {name: i for i, name in enumerate(self.model.parameters)}
+        pairs = []
+        for name in self.names:
+            if name.startswith("corr_"):
+                first, second = next((a, name[5 + len(a) + 1:]) for a in self.model.parameters
+                                     if name.startswith(f"corr_{a}_") and name[5 + len(a) + 1:] in index)
+                pairs.append(((index[first], index[second]), name))
+        return pairs
 
     @property
     def sigma(self) -> dict[str, float]:
@@ -212,7 +230,9 @@ class PopulationPosterior(_Displayed):
     @property
     def standard_errors(self) -> dict[str, float]:
         """Posterior standard deviation of each population quantity (the Bayesian counterpart of a standard
-        error; a FOCE-I fit reports the sandwich standard errors instead)."""
+        error); a FOCE-I fit, and its saved file, report its standard errors instead (NaN where R is singular)."""
+        if self._given_errors is not None:
+            return dict(self._given_errors)
         return {name: float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
                 for name, values in self.samples.items()}
 
@@ -233,33 +253,46 @@ class PopulationPosterior(_Displayed):
         return pd.DataFrame.from_dict(rows, orient="index")
 
     def to_model(self) -> Model:
-        """The model with the fitted population as its priors: typical values, omegas (and IOV) and residual error."""
+        """The model with the fitted population as its priors: typical values, omegas, correlations (and IOV)
+        and residual error."""
         omega = np.sqrt(np.diag(self.omega))
         errors = {self.output: replace(self.model.error_models[self.output],
                                        **{name.split(".", 1)[1]: value for name, value in self.sigma.items()})}
         iov = {name[4:]: float(np.median(values)) for name, values in self.samples.items() if name.startswith("iov_")}
-        return _model_with(self.model, self.typical, dict(zip(self.model.parameters, omega, strict=True)), errors,
-                           iov)
+        parameters = self.model.parameters
+        correlations = {(parameters[i], parameters[j]): float(np.median(self.samples[name]))
+                        for (i, j), name in self._correlations()}
+        return _model_with(self.model, self.typical, dict(zip(parameters, omega, strict=True)), errors, iov,
+                           correlations)
 
     def to_distribution(self, kind: str = "lognormal", n: int = 4000, seed=0):
         """The distribution of a new patient's parameters (with IIV), population uncertainty included:
-        for each population draw, one patient drawn from it; then a log-normal fitted to those, or a KDE.
-        With inter-occasion variability the patient is drawn on one occasion: IIV and IOV (``iov_NAME``) both."""
+        for each population draw, one patient drawn from it (correlated IIV as sampled); then a log-normal fitted
+        to those, or a KDE.  With inter-occasion variability the patient is drawn on one occasion: IIV and IOV
+        (``iov_NAME``) both."""
         samples = self.samples
         size = len(samples[self.names[0]])
         rng = np.random.default_rng(seed)
         pick = rng.choice(size, n, replace=size < n)
+        random = [name for name in self.model.parameters if f"omega_{name}" in samples]
+        sd = np.stack([samples[f"omega_{name}"][pick] for name in random], axis=1)  # (n, r)
+        correlation = np.broadcast_to(np.eye(len(random)), (n, len(random), len(random))).copy()
+        position = {self.model.parameters.index(name): r for r, name in enumerate(random)}
+        for (i, j), name in self._correlations():
+            correlation[:, position[i], position[j]] = correlation[:, position[j], position[i]] = samples[name][pick]
+        factor = np.linalg.cholesky(correlation)
+        eta = sd * np.einsum("nij,nj->ni", factor, rng.standard_normal((n, len(random))))
         patient = {}
-        for name in self.model.parameters:
-            if f"omega_{name}" in samples:
-                log_value = np.log(samples[name][pick]) + samples[f"omega_{name}"][pick] * rng.standard_normal(n)
-                if f"iov_{name}" in samples:
-                    log_value += samples[f"iov_{name}"][pick] * rng.standard_normal(n)
-                patient[name] = np.exp(log_value)
+        for r, name in enumerate(random):
+            log_value = np.log(samples[name][pick]) + eta[:, r]
+            if f"iov_{name}" in samples:
+                log_value += samples[f"iov_{name}"][pick] * rng.standard_normal(n)
+            patient[name] = np.exp(log_value)
         return _distribution(patient, kind)
 
     def save(self, path) -> None:
-        """Write the population posterior and every individual posterior to ``path`` (.npz, atomically)."""
+        """Write the population posterior and every individual posterior to ``path`` (.npz, atomically); a FOCE-I
+        fit keeps its estimates, OFV, standard errors and full Ω (correlations as ``corr_A_B``) and Σ."""
         arrays = {"draws": self.draws, "log_density": self.log_density}
         individuals = []
         for i, posterior in enumerate(self.individuals.values()):
@@ -270,6 +303,8 @@ class PopulationPosterior(_Displayed):
         header = {"kind": "population", "names": list(self.names), "map": self.map,
                   "diagnostics": _jsonable(self.diagnostics), "output": self.output, "shrinkage": self.shrinkage,
                   "ofv": self.ofv, "individuals": individuals, **_model_header(self.model)}
+        if self._given_errors is not None:
+            header["standard_errors"] = self._given_errors
         storage.write(path, arrays, header)
 
     @classmethod
@@ -288,7 +323,8 @@ class PopulationPosterior(_Displayed):
                 posterior = Posterior._from_payload(arrays, part, f"subject{i}_", model)
                 individuals[posterior.subject.id] = posterior
         return cls(header["names"], arrays["draws"], arrays["log_density"], header["map"], header["diagnostics"],
-                   model, header["output"], individuals, header["shrinkage"], header.get("ofv", float("nan")))
+                   model, header["output"], individuals, header["shrinkage"], header.get("ofv", float("nan")),
+                   header.get("standard_errors"))
 
     def __repr__(self) -> str:
         draws, walkers, _ = self.draws.shape
@@ -344,13 +380,19 @@ def _distribution(samples: dict[str, np.ndarray], kind: str):
 
 
 def _model_with(model: Model, typical: dict[str, float], omega: dict[str, float], errors: dict,
-                iov: dict[str, float] | None = None) -> Model:
-    """A new Model from ``model``'s spec with other typical values, omegas, IOV and residual errors."""
+                iov: dict[str, float] | None = None, correlations: dict[tuple[str, str], float] | None = None
+                ) -> Model:
+    """A new Model from ``model``'s spec with other typical values, omegas, IOV, IIV correlations (``corr``
+    lines, by pair of names) and residual errors."""
     iov = iov or {}
     parameters = tuple(replace(p, typical=float(typical.get(p.name, p.typical)),
                                omega=float(omega.get(p.name, p.omega)), iov=float(iov.get(p.name, p.iov)))
                        for p in model.spec.parameters)
-    return Model(replace(model.spec, parameters=parameters, errors={**model.spec.errors, **errors}))
+    correlations = correlations or {}
+    kept = {pair: value for pair, value in model.spec.correlations.items()
+            if pair not in correlations and pair[::-1] not in correlations}
+    return Model(replace(model.spec, parameters=parameters, errors={**model.spec.errors, **errors},
+                         correlations={**kept, **correlations}))
 
 
 def _model_header(model: Model) -> dict:

@@ -131,8 +131,9 @@ MAX_WALKER_STEPS = 20_000_000
 
 
 def run_ensemble(log_density: LogDensity, initial: np.ndarray, steps: int, burn: int | None,
-                 random_state: np.random.RandomState, progress: bool, label: str) -> Chain:
-    """Run emcee (vectorised) for ``steps`` and keep the draws after burn-in."""
+                 random_state: np.random.RandomState, progress: bool, label: str, moves=None) -> Chain:
+    """Run emcee (vectorised) for ``steps`` and keep the draws after burn-in; ``moves`` as emcee takes them
+    (default: the stretch move, vectorised)."""
     walkers, k = initial.shape
     if steps < 10:
         raise FitError(f"steps must be at least 10, not {steps}")
@@ -141,7 +142,7 @@ def run_ensemble(log_density: LogDensity, initial: np.ndarray, steps: int, burn:
                        "one fit may keep in memory; use fewer walkers or steps")
     if burn is not None and not 0 <= burn < steps:
         raise FitError(f"burn must be between 0 and steps - 1 ({steps - 1}), not {burn}")
-    sampler = EnsembleSampler(walkers, k, log_density, vectorize=True, moves=VectorisedStretchMove())
+    sampler = EnsembleSampler(walkers, k, log_density, vectorize=True, moves=moves or VectorisedStretchMove())
     sampler.random_state = random_state.get_state()
     with tqdm(total=steps, desc=label, disable=not progress, leave=False) as bar:
         for _ in sampler.sample(initial, iterations=steps):

@@ -323,6 +323,12 @@ def check_population(arrays: Mapping[str, np.ndarray], header: Mapping, path: st
     where.text(header, "output")
     if "ofv" in header and not (isinstance(header["ofv"], (int, float)) and not isinstance(header["ofv"], bool)):
         where.fail("'ofv' must be a number")
+    if "standard_errors" in header:  # a maximum-likelihood fit's: finite and non-negative, or NaN (R singular)
+        errors = where.field(header, "standard_errors", dict)
+        if set(errors) != set(names) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and (math.isnan(v) or 0 <= v < math.inf)
+                for v in errors.values()):
+            where.fail("'standard_errors' must map each sampled parameter to a non-negative number or NaN")
     shrinkage = where.field(header, "shrinkage", dict)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in shrinkage.values()):
         where.fail("'shrinkage' must map names to numbers")
