@@ -178,8 +178,11 @@ def regimen_table_html(table) -> str:
     if not _is_ranking(table):
         return pd.DataFrame(table)._repr_html_()
     head = f"<b>Regimens for {html.escape(table.attrs.get('target', 'the target'))}, best first</b>"
-    return (f"<div class='koopnb-regimens'>{head}{regimen_table(table).to_html(index=False, escape=True)}"
-            f"{_details_html(_ranking_details(table))}</div>")
+    lines = "".join(f"<div>{html.escape(line)}</div>" for line in _ranking_lines(table))
+    notes = "".join(f"<div style='color:#b45309'>⚠ {html.escape(note)}</div>" for note in [table.attrs.get("note")]
+                    if note)
+    return (f"<div class='koopnb-regimens'>{head}{lines}{notes}"
+            f"{regimen_table(table).to_html(index=False, escape=True)}{_details_html(_ranking_details(table))}</div>")
 
 
 def regimen_table_text(table) -> str:
@@ -187,7 +190,24 @@ def regimen_table_text(table) -> str:
     if not _is_ranking(table):
         return pd.DataFrame(table).to_string()
     head = f"Regimens for {table.attrs.get('target', 'the target')}, best first"
-    return f"{head}\n{regimen_table(table).to_string(index=False)}\nDetails: {'; '.join(_ranking_details(table))}"
+    lines = _ranking_lines(table) + ([f"Note: {table.attrs['note']}."] if table.attrs.get("note") else [])
+    return "\n".join([head, *lines, regimen_table(table).to_string(index=False),
+                      f"Details: {'; '.join(_ranking_details(table))}"])
+
+
+def _ranking_lines(table) -> list[str]:
+    """The search space and the current regimen's value, in words."""
+    attrs = table.attrs
+    lines = [f"Searched {attrs['search_space']}."] if attrs.get("search_space") else []
+    current = attrs.get("current")
+    if current:
+        unit = f" {attrs['unit']}" if attrs.get("unit") else ""
+        if attrs.get("goal") == "expected":
+            value = amount(current["objective"], current["error"], attrs.get("metric_unit"))
+        else:
+            value = f"probability in window {percent(current['objective'], current['error'])}"
+        lines.append(f"Current {current['amount']:g}{unit} every {current['interval']:g} h: {value}.")
+    return lines
 
 
 def _is_ranking(table) -> bool:

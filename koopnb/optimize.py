@@ -731,7 +731,8 @@ def _fixed_rule_mean(model, regimen, dist, metric, reference, covariates, rtol, 
 def optimize_regimen(model, dist, target, amounts: Sequence[float], intervals: Sequence[float | str], *,
                      duration: float = 0.0, cmt=None, horizon: float | None = None,
                      loading: Sequence[float] = (0.0,), steady_state_after: float | None = None,
-                     unit: str | None = None, constraints: Constraints | None = None, covariates=None,
+                     unit: str | None = None, constraints: Constraints | None = None,
+                     current: tuple[float, float | str] | None = None, covariates=None,
                      rtol: float = 1e-4, atol: float = 1e-5) -> RegimenTable:
     """Rank every regimen of loading dose × amount × interval by its certified objective.
 
@@ -749,42 +750,28 @@ def optimize_regimen(model, dist, target, amounts: Sequence[float], intervals: S
     breaks a limit is never ranked; ``table.attrs["excluded"]`` lists each with the reason, and when none is
     left a KoopnbError says why.
 
+    ``current`` (amount, interval) is the patient's regimen, built and certified like a candidate and kept in
+    ``table.attrs["current"]``; when it is better than the best ranked regimen (it is then not a candidate, or
+    breaks a limit), ``table.attrs["note"]`` says so in one sentence.
+
     Returns a :class:`RegimenTable` (a pandas DataFrame, best first) whose columns stay numeric for code:
     regimen, loading, amount, interval, duration (h, as run), daily (the most started in any 24 h), objective
     (probability or expected metric), error, toxic and toxic_error (with a safety limit), converged, n_evals.
-    Shown in a notebook or printed, it reads for people (plain headers, percentages, units).
+    Shown in a notebook or printed, it reads for people (plain headers, percentages, units, the search space).
     """
     if len(amounts) == 0 or len(intervals) == 0:
         raise KoopnbError("give at least one amount and one interval")
     limits = _constraints(constraints)
     intervals = [_interval(every) for every in intervals]
+    settings = {"duration": duration, "cmt": cmt, "horizon": horizon, "steady_state_after": steady_state_after,
+                "unit": unit, "options": {"rtol": rtol, "atol": atol, "covariates": covariates}}
     rows, excluded = [], []
     for load, amount, interval in itertools.product(loading, amounts, intervals):
-        if amount <= 0 or interval <= 0 or load < 0:
-            raise KoopnbError("amounts and intervals must be positive and loading doses not negative")
-        shift = math.ceil(steady_state_after / interval) * interval if steady_state_after else 0.0
-        goal = _shifted_target(target, shift)
-        toxic = _shifted_target(limits.toxic, shift) if limits.toxic is not None else None
-        candidate, reason = _candidate(load, amount, interval, goal, toxic, horizon, duration, cmt, unit, limits)
+        row, reason = _judge(model, dist, target, load, amount, interval, limits, settings)
         if reason:
-            excluded.append((str(candidate) if candidate else _words(load, amount, interval, unit), reason))
-            continue
-        row = {"regimen": str(candidate), "loading": load, "amount": amount, "interval": interval,
-               "duration": max((d.duration or 0.0) for d in candidate.doses if d.amount == amount),
-               "daily": daily_amount(candidate)}
-        evals = 0
-        if toxic is not None:
-            harm = probability(toxic, model, candidate, dist, rtol=rtol, atol=atol, covariates=covariates)
-            evals += harm.n_evals
-            if harm.value > limits.toxic_limit:
-                excluded.append((str(candidate), f"P({limits.toxic}) = {percent(harm.value)}, above the "
-                                                 f"{100 * limits.toxic_limit:g} % limit"))
-                continue
-            row |= {"toxic": harm.value, "toxic_error": harm.error}
-        result = _certify(goal if isinstance(goal, Target) else _windows(goal), model, candidate, dist,
-                          {"rtol": rtol, "atol": atol, "covariates": covariates})
-        rows.append(row | {"objective": result.value, "error": result.error, "converged": result.converged,
-                           "n_evals": evals + result.n_evals})
+            excluded.append(reason)
+        else:
+            rows.append(row)
     if not rows:
         regimen, reason = excluded[0]
         raise KoopnbError(f"none of the {len(excluded)} candidate regimens respects the constraints "
@@ -795,11 +782,91 @@ def optimize_regimen(model, dist, target, amounts: Sequence[float], intervals: S
     else:
         order = np.argsort(-table["objective"].to_numpy(), kind="stable")
     table = table.iloc[order].reset_index(drop=True)
+    space = f"{_amounts_words(amounts, unit)} every {_list_words([f'{i:g}' for i in intervals])} h"
+    if any(load > 0 for load in loading):
+        space += f", loading dose {_list_words([f'{load:g}' for load in loading])}{f' {unit}' if unit else ''}"
     table.attrs.update(target=_target_text(target), goal="expected" if isinstance(target, Target) else "probability",
                        unit=unit, metric_unit=target_unit(model, target, unit), excluded=excluded,
                        constraints=limits.describe(unit), toxic=str(limits.toxic) if limits.toxic else None,
-                       toxic_limit=limits.toxic_limit if limits.toxic else None)
+                       toxic_limit=limits.toxic_limit if limits.toxic else None, search_space=space,
+                       current=None, note="")
+    if current is not None:
+        table.attrs["current"], table.attrs["note"] = _current_regimen(model, dist, target, current, table, limits,
+                                                                       settings)
     return table
+
+
+def _judge(model, dist, target, load, amount, interval, limits: Constraints, settings) -> tuple[dict, tuple]:
+    """One candidate's table row and () — or {} and (regimen text, why it breaks a limit)."""
+    if amount <= 0 or interval <= 0 or load < 0:
+        raise KoopnbError("amounts and intervals must be positive and loading doses not negative")
+    after = settings["steady_state_after"]
+    shift = math.ceil(after / interval) * interval if after else 0.0
+    goal = _shifted_target(target, shift)
+    toxic = _shifted_target(limits.toxic, shift) if limits.toxic is not None else None
+    unit = settings["unit"]
+    candidate, reason = _candidate(load, amount, interval, goal, toxic, settings["horizon"], settings["duration"],
+                                   settings["cmt"], unit, limits)
+    if reason:
+        return {}, (str(candidate) if candidate else _words(load, amount, interval, unit), reason)
+    row = {"regimen": str(candidate), "loading": load, "amount": amount, "interval": interval,
+           "duration": max((d.duration or 0.0) for d in candidate.doses if d.amount == amount),
+           "daily": daily_amount(candidate)}
+    evals = 0
+    if toxic is not None:
+        harm = probability(toxic, model, candidate, dist, **settings["options"])
+        evals += harm.n_evals
+        if harm.value > limits.toxic_limit:
+            return {}, (str(candidate), f"P({limits.toxic}) = {percent(harm.value)}, above the "
+                                        f"{100 * limits.toxic_limit:g} % limit")
+        row |= {"toxic": harm.value, "toxic_error": harm.error}
+    result = _certify(goal if isinstance(goal, Target) else _windows(goal), model, candidate, dist,
+                      settings["options"])
+    return row | {"objective": result.value, "error": result.error, "converged": result.converged,
+                  "n_evals": evals + result.n_evals}, ()
+
+
+def _current_regimen(model, dist, target, current, table, limits: Constraints, settings) -> tuple[dict, str]:
+    """The current regimen's row (certified without the limits, so that its value shows even when it breaks
+    one) and a note when it beats the best ranked regimen."""
+    try:
+        amount, interval = float(current[0]), _interval(current[1])
+    except (TypeError, ValueError, IndexError):
+        raise KoopnbError(f"current must be (amount, interval), e.g. (1000, 12) or (1000, 'q12h'), not "
+                          f"{current!r}") from None
+    row, broken = _judge(model, dist, target, 0.0, amount, interval, limits, settings)
+    if broken:
+        row, _ = _judge(model, dist, target, 0.0, amount, interval, Constraints(), settings)
+    best = table.iloc[0]
+    if isinstance(target, Target):
+        better = abs(row["objective"] - target.value) < abs(best["objective"] - target.value)
+        values = f"E = {best['objective']:.4g} vs {row['objective']:.4g} (target {target.value:g})"
+    else:
+        better = row["objective"] > best["objective"]
+        values = f"{percent(best['objective'])} vs {percent(row['objective'])}"
+    if not better:
+        return row, ""
+    unit = settings["unit"]
+    mine = _words(0.0, amount, interval, unit)
+    why = (f"the current {mine} is not allowed: {broken[1]}" if broken
+           else f"the current {mine} is not among the candidates ({table.attrs['search_space']})")
+    return row, (f"{why}; the best {'allowed regimen' if broken else 'candidate'}, "
+                 f"{_words(best['loading'], best['amount'], best['interval'], unit)}, gives {values}")
+
+
+def _amounts_words(amounts: Sequence[float], unit: str | None) -> str:
+    """``multiples of 250 mg from 500 to 2000 mg`` for evenly spaced multiples, else ``500, 750 or 1250 mg``."""
+    unit = f" {unit}" if unit else ""
+    values = np.sort(np.asarray(amounts, dtype=float))
+    steps = np.diff(values)
+    evenly = len(values) >= 3 and np.allclose(steps, steps[0])
+    if evenly and abs(values[0] / steps[0] - round(values[0] / steps[0])) < 1e-9:
+        return f"multiples of {steps[0]:g}{unit} from {values[0]:g} to {values[-1]:g}{unit}"
+    return f"{_list_words([f'{v:g}' for v in values])}{unit}"
+
+
+def _list_words(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 class RegimenTable(pd.DataFrame):
@@ -860,7 +927,7 @@ def _too_fast(amount, duration, interval, unit, limits: Constraints) -> str:
 def _words(load, amount, interval, unit) -> str:
     unit = f" {unit}" if unit else ""
     loading = f"{load:g}{unit} then " if load else ""
-    return f"{loading}{amount:g}{unit} q{interval:g}h"
+    return f"{loading}{amount:g}{unit} every {interval:g} h"
 
 
 def _interval(every) -> float:

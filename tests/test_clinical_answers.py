@@ -174,7 +174,7 @@ def test_excluding_infusions_that_run_too_fast(flat):
     table = kn.optimize_regimen(flat, flat.prior(), kn.Window(kn.Conc(23.0), 500, 1500), [1000, 1250], [12],
                                 duration=1.0, unit="mg", constraints=limits)
     assert list(table["amount"]) == [1000]
-    assert table.attrs["excluded"] == [("1250 mg q12h", "1250 mg over 1 h runs at 1250 mg/h, faster than the "
+    assert table.attrs["excluded"] == [("1250 mg every 12 h", "1250 mg over 1 h runs at 1250 mg/h, faster than the "
                                                         "maximum of 1000 mg/h")]
 
 
@@ -268,3 +268,31 @@ def test_trough_limit_on_a_one_compartment_model_against_its_closed_form():
     for text, reason in table.attrs["excluded"]:
         amount = float(text.split()[0])
         assert reason == f"P({toxic}) = {percent(exact[amount])}, above the 30 % limit"
+
+
+def test_the_current_regimen_beside_the_ranking_and_why_a_better_one_is_not_offered(flat):
+    window = kn.Window(kn.Conc(23.0), 500, 1500)
+    table = kn.optimize_regimen(flat, flat.prior(), window, [500, 750, 1000], [12, 24], unit="mg",
+                                current=(1100, "q12h"))
+    best = table.iloc[0]
+    current = table.attrs["current"]
+    assert abs(current["objective"] - inside(2 * 1100, 500, 1500)) <= current["error"] + 1e-6
+    assert inside(2200, 500, 1500) > inside(2 * best["amount"], 500, 1500)  # 1100 mg q12h beats every candidate
+    assert table.attrs["note"] == (
+        "the current 1100 mg every 12 h is not among the candidates (multiples of 250 mg from 500 to 1000 mg every "
+        f"12 or 24 h); the best candidate, {best['amount']:g} mg every {best['interval']:g} h, gives "
+        f"{percent(best['objective'])} vs {percent(current['objective'])}")
+    for shown in (repr(table), table._repr_html_()):
+        assert "Searched multiples of 250 mg from 500 to 1000 mg every 12 or 24 h." in shown
+        assert f"Current 1100 mg every 12 h: probability in window {percent(current['objective'], current['error'])}" \
+            in shown
+        assert table.attrs["note"] in shown
+    # on the grid, the current regimen is a candidate: the best ranked is at least as good, and nothing is noted
+    table = kn.optimize_regimen(flat, flat.prior(), window, [500, 750, 1000], [12, 24], unit="mg",
+                                current=(750, 12))
+    assert table.iloc[0]["objective"] >= table.attrs["current"]["objective"] and table.attrs["note"] == ""
+    # a current regimen above a limit is said to be not allowed
+    table = kn.optimize_regimen(flat, flat.prior(), window, [500, 750, 1000], [12, 24], unit="mg",
+                                current=(1100, 12), constraints=kn.Constraints(max_dose=1000))
+    assert table.attrs["note"].startswith("the current 1100 mg every 12 h is not allowed: a single dose of 1100 mg "
+                                          "is above the maximum of 1000 mg; the best allowed regimen, ")
