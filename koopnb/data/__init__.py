@@ -63,7 +63,7 @@ from koopnb.data.columns import (
     ROW_LIMIT,
     DataWarning,
 )
-from koopnb.data.files import _load, _load_raw  # noqa: F401 (_load: koopnb.scale cuts raw tables by subject)
+from koopnb.data.files import _load_raw
 from koopnb.data.split import SubjectData, _Subjects
 from koopnb.data.tidy import _Reader
 from koopnb.errors import DataError
@@ -83,6 +83,7 @@ __all__ = [
     "DataWarning",
     "SubjectData",
     "read_nonmem",
+    "read_raw",
     "split_subjects",
     "subject_covariates",
     "subject_data",
@@ -129,6 +130,18 @@ def read_nonmem(
     again gives the same table.
     """
     return _tidy(source, columns, covariate_interpolation).copy()
+
+
+def read_raw(source: str | os.PathLike | pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """A NONMEM-style table as read, before any check: to cut it into subjects and read each with
+    :func:`read_nonmem` (or a fit) on its own, so that a mistake in one subject's rows stops only that subject.
+
+    Files are read as :func:`read_nonmem` reads them (comments, header, ``columns=``, the C column); a
+    column is numbers where all its cells are numbers, text otherwise.  The index is the 1-based data row
+    number of each row as :func:`read_nonmem`'s messages count it (rows commented out are counted).
+    """
+    raw = _load_raw(source, columns)
+    return raw.table.set_index(pd.Index(raw.rows, name="row"))
 
 
 def subjects(table: pd.DataFrame) -> list:

@@ -28,11 +28,6 @@ class Raw(NamedTuple):
     """The 1-based data row number of each row of ``table`` (rows commented out are counted)."""
 
 
-def _load(source, columns: list[str] | None) -> pd.DataFrame:
-    """The raw table (koopnb.scale cuts it by subject before reading each subject)."""
-    return _load_raw(source, columns).table
-
-
 def _load_raw(source, columns: list[str] | None) -> Raw:
     names = _input_names(columns) if columns is not None else None
     text = None

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from koopnb.errors import KoopnbError
+from koopnb.expectation import ExpectationResult, probability
 from koopnb.metrics import Window
 from koopnb.regimen import Regimen
 
@@ -46,3 +49,21 @@ def target_horizon(target) -> float:
     """The last time (h) any window of the target looks at."""
     windows = target if isinstance(target, list) else [target]
     return max(w.metric.horizon() for w in windows)
+
+
+@dataclass(frozen=True)
+class CandidateJob:
+    """What every stratum's (nomogram) or virtual patient's (trial) job needs, shipped to each worker once:
+    the candidate regimens by label, the target, the random effects' distribution and the tolerances."""
+
+    model: Any
+    target: Window | list[Window]
+    candidates: dict[str, Regimen]
+    dist: Any
+    rtol: float
+    atol: float
+
+    def probabilities(self, covariates: dict[str, float]) -> dict[str, ExpectationResult]:
+        """Each candidate's probability of meeting the target at these covariates, by label (Koopman)."""
+        return {label: probability(self.target, self.model, regimen, self.dist, covariates=covariates,
+                                   rtol=self.rtol, atol=self.atol) for label, regimen in self.candidates.items()}

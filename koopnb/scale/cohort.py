@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from koopnb.data import _load, subject_covariates, subject_regimen
+from koopnb.data import read_raw, subject_covariates, subject_regimen
 from koopnb.errors import DataError, KoopnbError
 from koopnb.expectation import probability
 from koopnb.inference import fit_individual
@@ -82,16 +82,15 @@ class CohortJob:
 
 @dataclass(frozen=True)
 class SubjectRows:
-    """One subject's raw rows; ``first_row`` is the 1-based data row of the first of them in the whole table."""
+    """One subject's raw rows, indexed by their 1-based data row numbers in the whole table."""
 
     id: Any
     rows: pd.DataFrame
-    first_row: int
 
 
 def _split_subjects(data) -> list[SubjectRows]:
     """The raw table cut by ID, without reading it whole: a mistake in one subject's rows stays in that row."""
-    raw = _load(data, None)  # the reader's own loader: files are read exactly as read_nonmem reads them
+    raw = read_raw(data)
     names = {str(column).strip().upper(): column for column in raw.columns}
     if "ID" not in names:
         raise DataError("a cohort table needs an ID column", column="ID")
@@ -102,7 +101,7 @@ def _split_subjects(data) -> list[SubjectRows]:
     found = []
     for key in pd.unique(keys):
         positions = np.flatnonzero(keys == key)
-        found.append(SubjectRows(key.item() if numeric else key, raw.iloc[positions], int(positions[0]) + 1))
+        found.append(SubjectRows(key.item() if numeric else key, raw.iloc[positions]))
     return found
 
 
@@ -193,7 +192,8 @@ def _latest_covariates(model, subject: SubjectRows) -> tuple[dict[str, float], l
 
 def _relocated(error: DataError, subject: SubjectRows) -> str:
     """A data error of one subject's rows, with the row counted in the whole table."""
-    row = None if error.row is None else subject.first_row + error.row - 1
+    numbers = subject.rows.index
+    row = int(numbers[error.row - 1]) if error.row is not None and 0 < error.row <= len(numbers) else None
     return str(DataError(error.message, row=row, column=error.column))
 
 

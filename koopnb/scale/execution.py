@@ -110,22 +110,32 @@ def _local_client():
     """A LocalCluster of single-threaded worker processes on 127.0.0.1, one per core, for one call."""
     from distributed import Client, LocalCluster
 
-    with worker_environment(), LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+    with local_cluster_config(), LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
                                             host="127.0.0.1", dashboard_address=None) as cluster, \
             Client(cluster) as client:
         yield client
 
 
-def worker_environment():
-    """Dask config for new worker processes without the nanny's MALLOC_TRIM_THRESHOLD_: setting it switches off
-    glibc's adaptive mmap threshold, so every large numpy temporary is mapped and unmapped anew, which made
-    koopnb's jobs about 1.5× slower in a worker than in this process (measured on the nomogram)."""
+def local_cluster_config():
+    """Dask config for the worker processes koopnb starts (``client=None``, benchmarks/scale.py): what makes a
+    worker slower than this process at koopnb's jobs, switched off (measured in benchmarks/scale.py).
+
+    - The nanny's MALLOC_TRIM_THRESHOLD_: setting it switches off glibc's adaptive mmap threshold, so every
+      large numpy temporary is mapped and unmapped anew (jobs ran about 1.5× slower in a worker).
+    - The worker's statistical profiler (a thread that takes the GIL every 10 ms to walk the task's stack, for
+      the dashboard), the event-loop tick every 20 ms and the system monitor every 0.5 s: together an idle
+      worker used 35 ms of CPU per second, 4 ms without them, and every wake-up takes the GIL from the job.
+      The tick (which warns of a blocked event loop) runs every second and the monitor every 5 s instead.
+    """
     import dask
     import distributed  # noqa: F401  (loads the distributed defaults into dask.config)
 
     environment = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
     environment.pop("MALLOC_TRIM_THRESHOLD_", None)
-    return dask.config.set({"distributed.nanny.pre-spawn-environ": environment})
+    return dask.config.set({"distributed.nanny.pre-spawn-environ": environment,
+                            "distributed.worker.profile.enabled": False,
+                            "distributed.admin.tick.interval": "1s",
+                            "distributed.admin.system-monitor.interval": "5s"})
 
 
 def checked_seed(seed) -> int:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from koopnb.errors import KoopnbError
-from koopnb.expectation import probability
-from koopnb.regimen import Regimen
-from koopnb.scale.candidates import FAILED, OK, WARNING, candidate_regimens, checked_target
+from koopnb.scale.candidates import FAILED, OK, WARNING, CandidateJob, candidate_regimens, checked_target
 from koopnb.scale.execution import run_jobs
 
 
@@ -43,7 +40,7 @@ def nomogram(model, target, covariates: Mapping[str, Sequence[float]], regimens,
         if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
             raise KoopnbError(f"the grid of covariate {name!r} must be a non-empty 1-D list of finite numbers")
     strata = [dict(zip(grids, values, strict=True)) for values in itertools.product(*grids.values())]
-    job = NomogramJob(model, target, candidates, dist if dist is not None else model.prior(), rtol, atol)
+    job = CandidateJob(model, target, candidates, dist if dist is not None else model.prior(), rtol, atol)
     rows = run_jobs(_stratum_row, job, strata, client=client, label="nomogram", progress=progress,
                     batch_size=batch_size)
     table = pd.DataFrame(rows)
@@ -55,25 +52,12 @@ def nomogram(model, target, covariates: Mapping[str, Sequence[float]], regimens,
     return table
 
 
-@dataclass(frozen=True)
-class NomogramJob:
-    """What every stratum's job needs (shipped to each worker once)."""
-
-    model: Any
-    target: Any
-    candidates: dict[str, Regimen]
-    dist: Any
-    rtol: float
-    atol: float
-
-
-def _stratum_row(job: NomogramJob, stratum: dict[str, float]) -> dict:
+def _stratum_row(job: CandidateJob, stratum: dict[str, float]) -> dict:
     """The candidates ranked in one stratum; never raises (a failure becomes the row's status)."""
     started = time.perf_counter()
     row: dict[str, Any] = dict(stratum)
     try:
-        results = {label: probability(job.target, job.model, regimen, job.dist, covariates=stratum, rtol=job.rtol,
-                                      atol=job.atol) for label, regimen in job.candidates.items()}
+        results = job.probabilities(stratum)
         ranked = sorted(results, key=lambda label: -results[label].value)  # stable: the first of equals wins
         best = results[ranked[0]]
         others = [results[label] for label in ranked[1:]]

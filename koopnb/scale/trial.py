@@ -13,16 +13,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from koopnb.errors import KoopnbError
-from koopnb.expectation import probability
-from koopnb.regimen import Regimen
-from koopnb.scale.candidates import FAILED, OK, WARNING, candidate_regimens, checked_target
+from koopnb.scale.candidates import FAILED, OK, WARNING, CandidateJob, candidate_regimens, checked_target
 from koopnb.scale.execution import checked_seed, run_jobs
 
 COVERAGE = 2.0
@@ -51,7 +48,7 @@ def virtual_trial(model, regimens, target, population, n: int | None = None, cli
     candidates = candidate_regimens(regimens)
     patients = _patients(model, population, n, checked_seed(seed))
     labels = _strata(patients, strata or {})
-    job = TrialJob(model, target, candidates, dist if dist is not None else model.prior(), rtol, atol)
+    job = CandidateJob(model, target, candidates, dist if dist is not None else model.prior(), rtol, atol)
     covariate_rows = patients.to_dict("records")
     rows = run_jobs(_patient_row, job, covariate_rows, client=client, label="virtual trial", progress=progress,
                     batch_size=batch_size)
@@ -60,18 +57,6 @@ def virtual_trial(model, regimens, target, population, n: int | None = None, cli
     table.attrs["patients"] = per_patient
     table.attrs["target"] = str(target)
     return table
-
-
-@dataclass(frozen=True)
-class TrialJob:
-    """What every virtual patient's job needs (shipped to each worker once)."""
-
-    model: Any
-    target: Any
-    candidates: dict[str, Regimen]
-    dist: Any
-    rtol: float
-    atol: float
 
 
 def _patients(model, population, n: int | None, seed: int) -> pd.DataFrame:
@@ -120,15 +105,13 @@ def _strata(patients: pd.DataFrame, strata: Mapping[str, Sequence[float]]) -> pd
     return pd.DataFrame(labels)
 
 
-def _patient_row(job: TrialJob, covariates: dict[str, float]) -> dict:
+def _patient_row(job: CandidateJob, covariates: dict[str, float]) -> dict:
     """One virtual patient's probability per regimen; never raises (a failure becomes the row's status)."""
     started = time.perf_counter()
     row: dict[str, Any] = dict(covariates)
     try:
         unresolved = []
-        for label, regimen in job.candidates.items():
-            result = probability(job.target, job.model, regimen, job.dist, covariates=covariates, rtol=job.rtol,
-                                 atol=job.atol)
+        for label, result in job.probabilities(covariates).items():
             row[f"P {label}"], row[f"error {label}"] = result.value, result.error
             unresolved += [] if result.converged else [label]
         row.update(status=WARNING if unresolved else OK,
