@@ -91,8 +91,10 @@ def parse_unit(text: str):
     units = registry()
     try:
         value = units.parse_expression(spelled)
-    except Exception:  # pint raises several error types (undefined unit, syntax, tokenizer); all mean the same
-        raise ValueError("pint cannot read it") from None
+    except Exception as error:  # pint raises several error types (undefined unit, syntax, tokenizer)
+        unknown = getattr(error, "unit_names", None)
+        reason = f"pint does not know '{unknown[0]}'" if unknown else "pint cannot read it"
+        raise ValueError(f"{reason} (units are written like mg, L/h, 1/h, µg/L, mL/min)") from None
     value = value if isinstance(value, units.Quantity) else units.Quantity(value)
     if not (math.isfinite(value.magnitude) and value.magnitude > 0):
         raise ValueError("it is not a unit")
