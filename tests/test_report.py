@@ -68,6 +68,10 @@ def test_a_worse_proposal_is_not_recommended_and_the_page_says_so(patient):
     page = kn.report(posterior, regimen, WINDOW, recommended=kn.Regimen.parse("50 mg po"))
     assert page.recommended is None
     assert page.note.startswith("Keep the current regimen")
+    # without concentration_unit= the units come from the model (mg, L, h) and the regimen (mg)
+    assert page.concentration_unit == "mg/L" and page.target == "auc(0, 24) in 80..120 mg·h/L"
+    axes = page.plot().axes[0]
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("Time (h)", "Concentration (mg/L)")
 
 
 def test_html_has_everything_a_chart_needs(dosing):
