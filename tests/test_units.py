@@ -152,6 +152,9 @@ def test_results_carry_their_units_for_a_mg_l_h_model():
     assert (result.unit, result.dose_unit) == ("mg·h/L", "mg")
     assert metric_unit(model, kn.AUC(0, 24, "peripheral"), "mg") == "mg·h"  # a state: the amount itself
     assert output_label(model, "conc", "mg") == "Concentration (mg/L)"
+    assert model.unit_of("conc", "mg") == "mg/L" and model.unit_of("CL") == "L/h" and model.unit_of("t") == "h"
+    text = str(kn.expectation(kn.AUC(0, 24), model, regimen, prior, rtol=1e-3))
+    assert re.match(r"E\[auc\(0, 24\)\] = [0-9.]+ ± [0-9.e-]+ mg·h/L \(koopman", text), text
 
 
 def test_every_library_model_passes_and_its_concentration_has_the_documented_unit():

@@ -45,10 +45,11 @@ class ExpectationResult:
 
     def __str__(self) -> str:
         if np.ndim(self.value) == 0:
-            body = f"{_label_text(self.label)}{self.value:.6g} ± {self.error:.2g}"
+            body = f"{_label_text(self.label)}{self.value:.6g} ± {self.error:.2g}{_unit_text(self.unit)}"
         else:
-            body = "; ".join(f"{name} = {v:.6g} ± {e:.2g}"
-                             for name, v, e in zip(self.label, self.value, self.error, strict=True))
+            units = self.unit if isinstance(self.unit, tuple) else (None,) * len(self.label)
+            body = "; ".join(f"{name} = {v:.6g} ± {e:.2g}{_unit_text(u)}"
+                             for name, v, e, u in zip(self.label, self.value, self.error, units, strict=True))
         status = "converged" if self.converged else "NOT converged"
         return f"{body} ({self.method}, {self.rule}; {self.n_evals} model evaluations, {status})"
 
@@ -74,6 +75,10 @@ class ExpectationResult:
                 "converged": bool(self.converged), "elapsed": float(self.elapsed),
                 "warnings": list(self.warnings),
                 "unit": list(self.unit) if isinstance(self.unit, tuple) else self.unit}
+
+
+def _unit_text(unit) -> str:
+    return f" {unit}" if unit else ""
 
 
 def _label_text(label) -> str:

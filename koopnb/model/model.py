@@ -58,6 +58,14 @@ class Model:
             return self.observables[0]
         raise KoopnbError("the model has no output; define one, e.g. conc = central / V")
 
+    def unit_of(self, name: str, dose_unit: str | None = None) -> str | None:
+        """The unit of a parameter, covariate, derived quantity, output or state as text ("mg/L"), with amounts
+        in ``dose_unit`` (the regimen's, e.g. "mg"; not needed when the model's own units fix it); None when
+        unknown.  See :mod:`koopnb.units`."""
+        from koopnb.units import name_unit
+
+        return name_unit(self, name, dose_unit)
+
     def prior(self, covariates: Mapping[str, float] | None = None):
         """The population distribution of one individual's parameters: log-normal around the typical values.
 
