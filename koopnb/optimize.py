@@ -93,7 +93,8 @@ class DoseResult:
     regimen as it is (``current_dose`` its first dose) certified the same way; ``note`` is one sentence when
     the current dose is better but not allowed ("the current 320 mg is not a multiple of 25 mg; ...").
     ``exact_dose`` is the best dose on a continuous scale (None where only multiples were evaluated);
-    ``toxic`` the certified probability of ``constraints.toxic`` at the chosen dose (None without one).
+    ``toxic`` the certified probability of ``constraints.toxic`` at the chosen dose (None without one);
+    ``search_elapsed`` the seconds spent searching, before the certifications.
     ``unit`` is the unit of the target's metric ("mg·h/L" for an AUC window of a mg / L / h model; None when
     unknown) and ``dose_unit`` the dose's (the regimen's amount unit, e.g. "mg"); see :mod:`koopnb.units`.
     """
@@ -121,6 +122,7 @@ class DoseResult:
     exact_dose: float | None = None
     toxic: ExpectationResult | None = field(default=None, repr=False)
     constraints: Constraints | None = None
+    search_elapsed: float = 0.0
     unit: str | None = None
     dose_unit: str | None = None
 
@@ -194,11 +196,12 @@ def optimize_dose(model, regimen: Regimen, dist, target, bounds: tuple[float, fl
                                  grid, every_multiple=limits.toxic is not None)
     toxic = _ToxicSearch(model, regimen, dist, limits, reference, space, method, covariates, atol, n, seed,
                          search.candidates) if limits.toxic is not None else None
+    searched = time.perf_counter() - started
     chosen, certified, toxic_certified, certify_evals = _choose(model, regimen, dist, goal, reference, search, toxic,
                                                                 limits, options)
-    current = _certify(goal, model, regimen, dist, options)
+    current = search.current or _certify(goal, model, regimen, dist, options)
     current_toxic = _certify(limits.toxic, model, regimen, dist, options) if limits.toxic is not None else None
-    certify_evals += current.n_evals + (current_toxic.n_evals if current_toxic is not None else 0)
+    certify_evals += (0 if search.current else current.n_evals) + (current_toxic.n_evals if current_toxic else 0)
     dose, note = float(chosen.doses[0].amount), ""
     if _better(goal, current, certified):
         why = _not_allowed(regimen, space, limits, current_toxic)
@@ -214,7 +217,7 @@ def optimize_dose(model, regimen: Regimen, dist, target, bounds: tuple[float, fl
                       method=method, curve_doses=search.curve_doses, curve_values=search.curve_values,
                       certified=certified, search_evals=search_evals, step=space.step,
                       search_space=space.text, current=current, current_dose=reference, note=note,
-                      exact_dose=search.exact, toxic=toxic_certified, constraints=constraints,
+                      exact_dose=search.exact, toxic=toxic_certified, constraints=constraints, search_elapsed=searched,
                       unit=target_unit(model, target, regimen.unit), dose_unit=regimen.unit)
 
 
@@ -277,7 +280,8 @@ class DoseSpace:
 class _Search(NamedTuple):
     """What a search found: the candidate doses (multiples of the step) and their search score (higher is
     better: the probability, or minus the distance of the expected metric from its target), the objective
-    curve over the bounds, the best dose on a continuous scale (or None) and a counter of model evaluations."""
+    curve over the bounds, the best dose on a continuous scale (or None), a counter of model evaluations, and
+    the current regimen's certified value when the search computed it anyway (else None)."""
 
     candidates: np.ndarray
     scores: np.ndarray
@@ -285,6 +289,7 @@ class _Search(NamedTuple):
     curve_values: np.ndarray
     exact: float | None
     evals: Callable[[], int]
+    current: ExpectationResult | None = None
 
 
 def _search_windows(model, regimen, dist, windows, reference, space, method, covariates, atol, n, seed, grid,
@@ -323,10 +328,12 @@ def _search_target(model, regimen, dist, target: Target, reference, space, metho
         unit = expectation(metric, model, regimen, dist, rtol=rtol, atol=atol, covariates=covariates, **options)
         mean_at = lambda doses: unit.value * np.asarray(doses, dtype=float) / reference  # noqa: E731
         evals = lambda: unit.n_evals  # noqa: E731
+        current = unit if method == "koopman" else None  # the current regimen certified as the answer would be
     else:
         one_at, evals = _fixed_rule_mean(model, regimen, dist, metric, reference, covariates, rtol, atol, method,
                                          n, seed)
         mean_at = lambda doses: np.array([one_at(float(d)) for d in np.atleast_1d(doses)])  # noqa: E731
+        current = None
     doses = np.geomspace(low, high, 41)
     doses[[0, -1]] = low, high
     curve = mean_at(doses)
@@ -343,7 +350,7 @@ def _search_target(model, regimen, dist, target: Target, reference, space, metho
     candidates = multiples if every_multiple else np.unique(
         multiples[np.clip(np.searchsorted(multiples, exact) + np.array([-1, 0]), 0, len(multiples) - 1)])
     scores = -np.abs(mean_at(candidates) - target.value)
-    return _Search(candidates, scores, doses, curve, float(exact), evals)
+    return _Search(candidates, scores, doses, curve, float(exact), evals, current)
 
 
 class _ToxicSearch:
