@@ -85,8 +85,8 @@ def test_optimise_button_shows_the_dose_and_its_probability(panel):
     assert isinstance(result, kn.DoseResult) and 80 <= result.dose <= 1280
     assert result.dose % panel.step == 0 and panel.step == 10.0  # the default step of 320 mg
     assert f"Optimal dose: {result.dose:.0f} mg" in panel.optimum.value
-    assert "searched multiples of 10 mg from 80 to 1,280 mg" in panel.optimum.value
-    assert "current 320 mg: P = " in panel.optimum.value
+    assert f"searched {result.search_space}" in panel.optimum.value and "multiples of 10 mg" in result.search_space
+    assert "current 320 mg: P = " in panel.optimum.value and result.current_dose == 320.0
     assert bytes(panel.image.value) != figure_before and panel._figure[0].axes[2].get_visible()
     panel.dose.value = 400.0  # the dose curve is redrawn with the new current dose, one optimum in its legend
     legend = [text.get_text() for text in panel._figure[0].axes[2].get_legend().get_texts()]

@@ -315,8 +315,7 @@ class Dashboard(widgets.VBox):
             window = self.current_window(metric)
             self.result = optimize_dose(self.model, regimen, self.dist, window, (self.dose.min, self.dose.max),
                                         step=self.step, covariates=self.covariates)
-            self.optimum.value = _optimum_html(self.result, self.probability_result, float(self.dose.value),
-                                               self.step, (self.dose.min, self.dose.max))
+            self.optimum.value = _optimum_html(self.result, self.step)
             self.apply.disabled = False
             self.message.value = ""
             self.redraw()
@@ -603,20 +602,19 @@ def _cost(chance: ExpectationResult, mean: ExpectationResult) -> str:
     return f"{chance.n_evals + mean.n_evals:,} model evaluations"
 
 
-def _optimum_html(result: DoseResult, current: ExpectationResult | None, current_dose: float, step: float,
-                  bounds: tuple[float, float]) -> str:
+def _optimum_html(result: DoseResult, step: float) -> str:
+    """The recommendation, the current dose's certified probability beside it, the search space, any note."""
     unit = result.regimen.unit
     p, error = format_value_error(result.objective, result.error)
-    note = "" if result.feasible else f" <span style='color:{ERROR_COLOUR}'>{html.escape(result.message)}</span>"
     now = ""
-    if current is not None:
-        q, q_error = format_value_error(current.value, current.error)
-        now = f"; current {html.escape(dose_text(current_dose, step, unit))}: P = {q} ± {q_error}"
-    space = (f"multiples of {dose_text(step, step, unit)} from {dose_text(bounds[0], step)} "
-             f"to {dose_text(bounds[1], step, unit)}")
-    return (f"<b>Optimal dose: {html.escape(dose_text(round_to_step(result.dose, step), step, unit))}</b>, "
+    if result.current is not None:
+        q, q_error = format_value_error(result.current.value, result.current.error)
+        now = f"; current {html.escape(dose_text(result.current_dose, step, unit))}: P = {q} ± {q_error}"
+    notes = [text for text in ("" if result.feasible else result.message, result.note) if text]
+    note = "".join(f" <span style='color:{ERROR_COLOUR}'>{html.escape(text)}</span>" for text in notes)
+    return (f"<b>Optimal dose: {html.escape(dose_text(result.dose, step, unit))}</b>, "
             f"P(in window) = {p} ± {error}{now}{note}"
-            f"<div style='opacity:.7;font-size:.85em'>searched {html.escape(space)}</div>")
+            f"<div style='opacity:.7;font-size:.85em'>searched {html.escape(result.search_space)}</div>")
 
 
 def _error_html(error: Exception) -> str:
