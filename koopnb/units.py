@@ -204,10 +204,6 @@ class _Inference:
             elif key == "bioavailability":
                 self._expect(written.expr, self.one, written, "the bioavailability")
 
-    def output_units(self) -> dict[str, Any]:
-        """The unit of every derived quantity (None where unknown)."""
-        return {name: self.name_value(name)[0] for name in self.spec.derived}
-
     def name_value(self, name: str) -> tuple[Any, str]:
         if name not in self.derived:
             written = self.spec.written[name]
@@ -223,7 +219,7 @@ class _Inference:
         if expr.is_Number:
             return self.one, NUMBER
         if isinstance(expr, sp.Symbol):
-            return self._symbol(expr)
+            return self.symbol_value(expr)
         if isinstance(expr, sp.Mul):
             return self._product(expr, at)
         if isinstance(expr, sp.Pow):
@@ -244,7 +240,7 @@ class _Inference:
             return (self.one if unit is not None and unit.dimensionless else None), kind
         raise self._error(at, f"koopnb cannot work out the unit of {_show(expr)}")  # the parser admits nothing else
 
-    def _symbol(self, symbol: sp.Symbol) -> tuple[Any, str]:
+    def symbol_value(self, symbol: sp.Symbol) -> tuple[Any, str]:
         name = symbol.name
         if symbol == TIME:
             return self.hour, OTHER
@@ -428,11 +424,6 @@ def result_unit(model, quantity, regimen) -> str | tuple[str | None, ...] | None
     return metric_unit(model, quantity, dose_unit)
 
 
-def dose_unit(regimen) -> str | None:
-    """The regimen's amount unit as written (e.g. "mg"), or None."""
-    return getattr(regimen, "unit", None)
-
-
 def _name_quantity(model, name: str, dose_unit: str | None):
     spec = model.spec
     if not spec.units:
@@ -446,7 +437,7 @@ def _name_quantity(model, name: str, dose_unit: str | None):
         if name in spec.derived:
             unit = inference.name_value(name)[0]
         else:
-            unit = inference._symbol(TIME if name == "t" else sp.Symbol(name, real=True))[0]
+            unit = inference.symbol_value(TIME if name == "t" else sp.Symbol(name, real=True))[0]
         abstract = unit is not None and unit.dimensionality.get(f"[{_AMOUNT}]", 0)
         cache[key] = None if abstract else unit
     return cache[key]
