@@ -283,7 +283,8 @@ def model_html(model) -> str:
 def expectation_html(result) -> str:
     """A small card: label, value ± error with its unit, warnings; method, evaluations and time in a fold."""
     if np.ndim(result.value) == 0:
-        body = (f"<div>{html.escape(str(result.label))}</div><div style='font-size:1.4em'>"
+        body = (f"<div><b>{html.escape(_heading(result.quantity))}</b> {html.escape(str(result.label))}</div>"
+                "<div style='font-size:1.4em'>"
                 f"{html.escape(_value_text(result.quantity, result.value, result.error, _unit(result)))}</div>")
     else:
         lines = "".join(f"<tr><td>{html.escape(str(label))}</td><td>{html.escape(_value_text(q, v, e, u))}</td></tr>"
@@ -443,7 +444,8 @@ def _objective_words(result):
     if isinstance(result.target, Target):
         unit = getattr(result, "unit", None)
         return f"Expected {result.target.metric}", lambda value, error: amount(value, error, unit)
-    return "Probability in window", percent
+    return ("Probability in all windows" if isinstance(result.target, (list, tuple)) else "Probability in window",
+            percent)
 
 
 def _current_clause(result) -> str:
@@ -457,6 +459,17 @@ def _current_clause(result) -> str:
 def _metric_words(target_text: str) -> str:
     """The metric of a target's text (``auc(0, 24) = 500`` → ``auc(0, 24)``)."""
     return target_text.rpartition(" = ")[0] or target_text
+
+
+def _heading(quantity) -> str:
+    """A plain heading for what an expectation integrated."""
+    if isinstance(quantity, Window):
+        return "Probability in window:"
+    if isinstance(quantity, AllWindows):
+        return "Probability in all windows:"
+    if isinstance(quantity, Metric):
+        return "Expected value:"
+    return ""
 
 
 def _value_text(quantity, value: float, error: float, unit: str | None) -> str:

@@ -151,6 +151,8 @@ def test_expectation_card_shows_the_unit_when_the_result_has_one(model):
     assert "mg·h/L" in expectation_html(with_unit)
     chance = kn.probability(kn.Window(kn.AUC(0, 24), 80, 120), model, REGIMEN, model.prior())
     assert percent(chance.value, chance.error) in expectation_text(chance)
+    assert "<b>Probability in window:</b>" in expectation_html(chance)
+    assert "<b>Expected value:</b>" in expectation_html(with_unit)
 
 
 def test_ranked_regimens_payload(model):
