@@ -879,7 +879,8 @@ def _list_words(items: list[str]) -> str:
 class RegimenTable(pd.DataFrame):
     """:func:`optimize_regimen`'s ranking, best first: a pandas DataFrame whose columns stay numeric for code
     (``table["objective"]``, ``table.iloc[0]["amount"]``), shown to people as a readable table (plain headers,
-    percentages with their errors, units; the evaluations in a details fold) by :mod:`koopnb.cards`.
+    percentages with their errors, units; the evaluations in a details fold) by :mod:`koopnb.cards` — as a
+    table rather than the lab extension's card, which has room for the regimen and probability only.
     ``pd.DataFrame(table)`` shows the raw numbers."""
 
     @property
@@ -895,12 +896,6 @@ class RegimenTable(pd.DataFrame):
         from koopnb.cards import regimen_table_text
 
         return regimen_table_text(self)
-
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """text/plain, text/html and the ranked-regimens card (application/vnd.koopnb.result+json)."""
-        from koopnb.cards import ranked_regimens_bundle
-
-        return ranked_regimens_bundle(self)
 
 
 def _candidate(load, amount, interval, goal, toxic, horizon, duration, cmt, unit, limits: Constraints):
