@@ -296,3 +296,34 @@ def test_the_current_regimen_beside_the_ranking_and_why_a_better_one_is_not_offe
                                 current=(1100, 12), constraints=kn.Constraints(max_dose=1000))
     assert table.attrs["note"].startswith("the current 1100 mg every 12 h is not allowed: a single dose of 1100 mg "
                                           "is above the maximum of 1000 mg; the best allowed regimen, ")
+
+
+MICHAELIS_MENTEN = """
+ka   = 1.0 [1/h]
+Vmax = 60  [mg/h] ~ 0.25
+Km   = 8   [mg/L] ~ 0.3
+V    = 40  [L]
+d/dt(depot)   = -ka*depot
+d/dt(central) =  ka*depot - Vmax*(central/V)/(Km + central/V)
+conc = central / V
+dose depot
+"""
+
+
+@pytest.mark.slow
+def test_safety_limit_on_a_nonlinear_model_against_dose_by_dose_probabilities():
+    """Saturable elimination (each dose simulated on its own): the answer is the best multiple of 100 mg whose
+    P(Cmax ≥ 12 mg/L) is within 25 %, by probabilities computed dose by dose at tight tolerance."""
+    model = kn.parse_model(MICHAELIS_MENTEN)
+    dist, regimen = model.prior(), kn.Regimen([kn.Dose(600.0)], unit="mg")
+    window, toxic = kn.Window(kn.AUC(0, 24), 150.0, 250.0), kn.Window(kn.Cmax(0, 24), 12.0, None)
+    result = kn.optimize_dose(model, regimen, dist, window, bounds=(200, 1500), step=100,
+                              constraints=kn.Constraints(toxic=toxic, toxic_limit=0.25))
+    doses = np.arange(200.0, 1500.1, 100.0)
+    chance = np.array([kn.probability(window, model, regimen.scaled(d / 600), dist, atol=1e-7).value for d in doses])
+    harm = np.array([kn.probability(toxic, model, regimen.scaled(d / 600), dist, atol=1e-7).value for d in doses])
+    allowed = harm <= 0.25
+    assert allowed.any() and not allowed.all()
+    assert result.dose == doses[allowed][np.argmax(chance[allowed])]
+    assert chance[allowed].max() < chance.max()  # the limit changes the answer
+    assert abs(result.toxic.value - harm[doses == result.dose][0]) <= result.toxic.error + 1e-6
