@@ -260,10 +260,11 @@ class Dashboard(widgets.VBox):
                 self.probability_result = probability(window, self.model, regimen, self.dist,
                                                       covariates=self.covariates, rtol=LIVE_RTOL, atol=LIVE_ATOL)
                 self.expectation_result = self._mean(metric, regimen)
+                cost = f"{self.probability_result.n_evals + self.expectation_result.n_evals:,} model evaluations"
             else:
-                self.probability_result, self.expectation_result = self._from_draws(metric, regimen, window)
+                self.probability_result, self.expectation_result, cost = self._from_draws(metric, regimen, window)
             self.readout.value = _readout_html(self.probability_result, self.expectation_result, window,
-                                               dose_text(float(self.dose.value), self.step, self.unit))
+                                               dose_text(float(self.dose.value), self.step, self.unit), cost)
             self.message.value = ""
         except KoopnbError as error:
             self.message.value = _error_html(error)
@@ -345,9 +346,10 @@ class Dashboard(widgets.VBox):
         found = self._means[key]
         return found if factor == 1.0 else replace(found, value=found.value * factor, error=found.error * factor)
 
-    def _from_draws(self, metric: Metric, regimen: Regimen, window: Window) -> tuple[ExpectationResult,
-                                                                                      ExpectationResult]:
-        """P(in window) and E[metric] as averages over the draws, for a metric not proportional to the dose.
+    def _from_draws(self, metric: Metric, regimen: Regimen,
+                    window: Window) -> tuple[ExpectationResult, ExpectationResult, str]:
+        """P(in window) and E[metric] as averages over the draws, for a metric not proportional to the dose,
+        and where the draws' values came from (for the readout).
 
         The metric at the draws is the one simulated for the figure when this regimen has been drawn, else
         interpolated in dose from the regimen shape's dose table (no simulation while the slider moves).  The
@@ -380,7 +382,7 @@ class Dashboard(widgets.VBox):
                 elapsed=time.perf_counter() - started, rule=rule,
                 label="P(in window)" if quantity is window else f"E[{metric}]", quantity=quantity,
                 unit=result_unit(self.model, quantity, regimen)))
-        return results[0], results[1]
+        return results[0], results[1], how
 
     def _table(self, metric: Metric, regimen: Regimen) -> _DoseTable:
         """The dose table of the regimen's shape over the dose slider's range (built once per shape and metric)."""
@@ -584,7 +586,7 @@ def _nice(value: float) -> float:
 
 
 # -- rendering ----------------------------------------------------------------------------------------------
-def _readout_html(chance: ExpectationResult, mean: ExpectationResult, window: Window, dose: str) -> str:
+def _readout_html(chance: ExpectationResult, mean: ExpectationResult, window: Window, dose: str, cost: str) -> str:
     p, p_error = format_value_error(chance.value, chance.error)
     e, e_error = format_value_error(mean.value, mean.error)
     flags = "".join(f" <span style='color:{ERROR_COLOUR}'>(not converged)</span>" for r in (chance, mean)
@@ -592,14 +594,7 @@ def _readout_html(chance: ExpectationResult, mean: ExpectationResult, window: Wi
     return (f"<div style='font-size:1.15em'><b>P(in window)</b> = {p} ± {p_error} &nbsp;&nbsp; "
             f"<b>{html.escape(mean.label)}</b> = {e} ± {e_error}{flags}</div>"
             f"<div style='opacity:.7;font-size:.85em'>dose {html.escape(dose)}; window {html.escape(str(window))}; "
-            f"{html.escape(_cost(chance, mean))}</div>")
-
-
-def _cost(chance: ExpectationResult, mean: ExpectationResult) -> str:
-    """What the readout cost: model evaluations of the quadrature, or how the draws were obtained."""
-    if chance.method == "qmc":  # both from the same draws (Dashboard._from_draws)
-        return chance.rule.split("; ", 1)[1]
-    return f"{chance.n_evals + mean.n_evals:,} model evaluations"
+            f"{html.escape(cost)}</div>")
 
 
 def _optimum_html(result: DoseResult, step: float) -> str:
