@@ -135,7 +135,13 @@ def plot_vpc(result: VPCResult, baseline: VPCResult | None = None, ax: Axes | No
                     label=f"{baseline.method} (n = {baseline.n_evals:,})" if i == 0 else None)
     ax.set_xlabel("time (h)")
     ax.set_ylabel(result.output)
-    ax.set_title(f"visual predictive check ({result.method}, {result.n_evals:,} model evaluations)")
+    state = ""
+    if result.tolerance is not None:  # quadrature: how close to its tolerance the worst band point came
+        worst = max(float(np.max(result.error / result.tolerance)),
+                    float(np.max(result.predicted_error / result.predicted_tolerance)))
+        state = (f", converged: error ≤ {worst:.2g} × tolerance" if result.converged
+                 else f", NOT converged: error up to {worst:.2g} × tolerance")
+    ax.set_title(f"visual predictive check ({result.method}, {result.n_evals:,} model evaluations{state})")
     ax.legend(frameon=False)
     return figure
 

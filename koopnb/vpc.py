@@ -5,12 +5,20 @@ The predictive distribution of an observation at time t of subject s is a mixtur
 
     F_t(y) = mean over subjects s of  E_η[ Φ((y − f_s(η, t)) / sd(f_s(η, t))) ]
 
-(for exponential error, of log y around log f).  The residual error is integrated in closed form (Φ), the
-random effects by a tensor Gauss–Hermite rule — the quadrature koopnb's expectations use
-(koopnb/expectation/gauss.py) — and each band is the root of F_t(y) = q, found by bisection on the
-quadrature CDF, for every time and level at once.  The rule grows (4, 6, 8, … points per dimension) until the
-error estimate, twice the larger of the last two changes between successive rules, is within ``rtol`` of the
-bands' spread.
+(for exponential error, of log y around log f).  The residual error is integrated in closed form (Φ); the
+random effects by Gauss–Hermite quadrature (koopnb/expectation/gauss.py) in two layers, because Φ is steep in
+η wherever the residual error is small against the spread the random effects give f, and quadrature of a
+steep integrand needs many nodes, while f itself is smooth in η:
+
+* the model is evaluated on collocation rules of 4, 5, 6, 8, … points per random effect and interpolated
+  (tensor Lagrange polynomials through the nodes, of log f when f > 0);
+* the mixture CDF is integrated on finer rules of 16, 20, 24, 32, … points per random effect applied to the
+  interpolant, which costs no model evaluation (nodes of negligible weight left out).
+
+Each band is the root of F_t(y) = q on the finest of both (safeguarded Newton on the mixture CDF), for every
+time and level at once.  Its error estimate is δF / F'(y) for two CDF errors at the root — the larger of the
+last two changes between collocation rules, and between integration rules — and both layers are refined until
+every band point's estimate is within its tolerance, max(atol, rtol × the predictive SD there).
 Observations are also binned by time (bins of about equal counts), and each bin gets its observed
 percentiles and the same quantiles of the predictive distribution pooled over the bin's observations.
 

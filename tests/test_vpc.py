@@ -207,6 +207,7 @@ def test_vpc_of_a_fit_and_its_plot(theophylline_model):
     figure = plot_vpc(result, baseline=kn.vpc(fit, data, times=np.linspace(0, 24, 13), method="montecarlo",
                                               n=5_000, seed=1))
     assert len(figure.axes) == 1
+    assert result.converged and "converged: error ≤" in figure.axes[0].get_title()
     lowest = figure.axes[0].lines[1].get_data()[1]  # after the observations: the first level's band
     np.testing.assert_allclose(lowest, result.bands[0])
 
