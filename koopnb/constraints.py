@@ -62,12 +62,15 @@ class Constraints:
         if self.too_fast not in TOO_FAST:
             raise KoopnbError(f"too_fast must be 'lengthen' or 'exclude', not {self.too_fast!r}")
 
-    def describe(self, unit: str | None = None) -> str:
-        """The limits in words, e.g. ``infusions at most 1000 mg/h; single doses at most 2000 mg``."""
+    def describe(self, unit: str | None = None, regimens: bool = False) -> str:
+        """The limits in words, e.g. ``infusions at most 1000 mg/h; single doses at most 2000 mg``; with
+        ``regimens``, what a regimen search does with faster infusions (``too_fast``)."""
         amount = f" {unit}" if unit else ""
         parts = []
         if self.max_rate is not None:
-            parts.append(f"infusions at most {self.max_rate:g}{amount}/h")
+            rule = ("" if not regimens else " (faster infusions excluded)" if self.too_fast == "exclude"
+                    else " (faster infusions run longer, in whole quarter hours)")
+            parts.append(f"infusions at most {self.max_rate:g}{amount}/h{rule}")
         if self.max_dose is not None:
             parts.append(f"single doses at most {self.max_dose:g}{amount}")
         if self.max_daily is not None:

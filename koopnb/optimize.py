@@ -782,7 +782,7 @@ def optimize_regimen(model, dist, target, amounts: Sequence[float], intervals: S
     if not rows:
         regimen, reason = excluded[0]
         raise KoopnbError(f"none of the {len(excluded)} candidate regimens respects the constraints "
-                          f"({limits.describe(unit)}): {regimen}: {reason}")
+                          f"({limits.describe(unit, regimens=True)}): {regimen}: {reason}")
     table = RegimenTable(rows)
     if isinstance(target, Target):
         order = np.argsort(np.abs(table["objective"].to_numpy() - target.value), kind="stable")
@@ -794,9 +794,9 @@ def optimize_regimen(model, dist, target, amounts: Sequence[float], intervals: S
         space += f", loading dose {_list_words([f'{load:g}' for load in loading])}{f' {unit}' if unit else ''}"
     table.attrs.update(target=_target_text(target), goal="expected" if isinstance(target, Target) else "probability",
                        unit=unit, metric_unit=target_unit(model, target, unit), excluded=excluded,
-                       constraints=limits.describe(unit), toxic=str(limits.toxic) if limits.toxic else None,
-                       toxic_limit=limits.toxic_limit if limits.toxic else None, search_space=space,
-                       current=None, note="")
+                       constraints=limits.describe(unit, regimens=True), search_space=space, current=None, note="",
+                       toxic=str(limits.toxic) if limits.toxic else None,
+                       toxic_limit=limits.toxic_limit if limits.toxic else None)
     if current is not None:
         table.attrs["current"], table.attrs["note"] = _current_regimen(model, dist, target, current, table, limits,
                                                                        settings)

@@ -163,6 +163,9 @@ def test_regimen_search_never_ranks_a_candidate_that_breaks_a_limit(flat):
     assert reasons["1250 mg po over 1.25 h q8h x3"] == "3750 mg within 24 h is above the daily maximum of 3000 mg"
     assert reasons["2000 mg po over 2 h q12h x2"] == "a single dose of 2000 mg is above the maximum of 1500 mg"
     assert len(reasons) == 4
+    assert table.attrs["constraints"] == ("infusions at most 1000 mg/h (faster infusions run longer, in whole quarter "
+                                          "hours); single doses at most 1500 mg; at most 3000 mg in any 24 h")
+    assert "over 1.25 h" in repr(table) and "faster infusions run longer" in repr(table)
     # the probabilities are the closed form: by 23 h the doses given so far, total/CL
     for row in table.itertuples():
         total = row.amount * math.ceil(23.0 / row.interval)
