@@ -21,9 +21,10 @@ running event loop, at once), so that during a drag the kernel computes readouts
 that do not depend on the window (expected metric, bands, exposure draws) are cached per regimen shape and
 scaled with the dose when the model is linear in it.  When it is not (a nonlinear model), the readout does not
 simulate while the slider moves: the metric is simulated once per regimen shape at every draw for
-:data:`DOSE_TABLE_POINTS` doses spanning the slider, and each move interpolates in dose and averages over the
-draws, with an error estimate that includes the interpolation's; once the figure is drawn for a dose, the
-readout uses the draws simulated there.  Errors are shown as one line inside the panel.
+:data:`DOSE_TABLE_POINTS` doses spanning the slider (when the panel opens, and at the first rest after a new
+interval or metric, whose first readout simulates the draws at its dose), and each move interpolates in dose
+and averages over the draws, with an error estimate that includes the interpolation's; once the figure is drawn
+for a dose, the readout uses the draws simulated there.  Errors are shown as one line inside the panel.
 """
 
 from __future__ import annotations
@@ -218,9 +219,7 @@ class Dashboard(widgets.VBox):
             self.image,
         ])
         if self._readout():
-            self.redraw()  # the panel shows its figure from the start, not after a rest
-            if not scales_with_dose(self.model, [metric]):
-                self._table(metric, self.current_regimen())  # built now: the first drag does not wait for it
+            self.redraw()  # the panel shows its figure from the start (and a nonlinear model's dose table)
 
     # -- what the controls say ------------------------------------------------------------------------
     def current_metric(self) -> Metric:
@@ -274,8 +273,9 @@ class Dashboard(widgets.VBox):
         return True
 
     def redraw(self) -> None:
-        """Draw the figure for the current controls now.  A readout from the dose table is then recomputed
-        from the metric simulated at this dose for the histogram (no interpolation error left)."""
+        """Draw the figure for the current controls now.  For a metric not proportional to the dose, also
+        build the regimen shape's dose table when it is new (so that it costs a rest, not a move), and show the
+        readout from the metric simulated at this dose for the histogram (no interpolation error left)."""
         try:
             metric = self.current_metric()
             regimen = self.current_regimen()
@@ -284,6 +284,7 @@ class Dashboard(widgets.VBox):
             self.message.value = _error_html(error)
             return
         if not scales_with_dose(self.model, [metric]):
+            self._table(metric, regimen)
             self._readout()
 
     def _on_regimen_or_metric(self, change) -> None:
@@ -352,13 +353,14 @@ class Dashboard(widgets.VBox):
         and where the draws' values came from (for the readout).
 
         The metric at the draws is the one simulated for the figure when this regimen has been drawn, else
-        interpolated in dose from the regimen shape's dose table (no simulation while the slider moves).  The
+        interpolated in dose from the regimen shape's dose table (no simulation while the slider moves), else
+        (a new shape, whose table is built at the next rest: see :meth:`redraw`) simulated at this dose.  The
         error is the standard error from the DRAW_GROUPS blocks plus, when interpolated, the change from
         interpolating on every other table dose (an overestimate of the interpolation error)."""
         started = time.perf_counter()
         key = f"{metric}|{regimen}"
         dose = regimen.doses[0].amount
-        table = None if key in self._exposures else self._table(metric, regimen)
+        table = None if key in self._exposures else self._tables.get(f"{metric}|{_shape(regimen)[0]}")
         if table is None or not table.covers(dose):
             values, coarse = self.exposures(metric, regimen), None
             how = f"{len(values):,} draws simulated at this dose"
