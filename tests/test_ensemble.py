@@ -73,3 +73,19 @@ def test_nan_log_density_is_refused():
 def test_too_few_walkers_is_refused():
     with pytest.raises(RuntimeError, match="twice as many walkers"):
         run(VectorisedStretchMove(), 5, walkers=4)
+
+
+def test_same_chain_as_emcee_differential_evolution_moves_bit_for_bit():
+    """The population fits' moves: DEMove and DESnookerMove in a mixture, as emcee's own and vectorised."""
+    from koopnb.inference.ensemble import VectorisedDEMove, VectorisedDESnookerMove
+
+    def truncated(points):  # -inf regions too: those proposals are always rejected
+        return np.where(points[:, 0] < 1.5, gaussian(points), -np.inf)
+
+    ours = run([(VectorisedDEMove(), 0.8), (VectorisedDESnookerMove(), 0.2)], 300, density=truncated,
+               sampler_class=EnsembleSampler)
+    theirs = run([(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)], 300, density=truncated)
+    assert np.array_equal(ours.get_chain(), theirs.get_chain())
+    assert np.array_equal(ours.get_log_prob(), theirs.get_log_prob())
+    assert np.array_equal(ours.acceptance_fraction, theirs.acceptance_fraction)
+    assert 0.1 < np.mean(ours.acceptance_fraction) < 0.9

@@ -23,14 +23,16 @@ def conditional_modes(evaluate: Callable, eta: np.ndarray, iterations: int, tole
     ``curvature`` (rows, r, r) (positive definite: the Gauss–Newton negative Hessian) and
     ``update(rows, other, mask)``.  A state may also carry ``newton`` (rows, r, r), the observed negative Hessian
     (NaN where it is not positive definite): a row then takes Newton steps, which converge quadratically where
-    Gauss–Newton converges only linearly (large residuals), until one fails to improve it; from then on it takes
-    Gauss–Newton steps, shortened by 4 after each failure.  A row stops when its Newton decrement ½gᵀH⁻¹g (how far
-    the objective can still rise) is below ``tolerance``, or its step has been shortened below ``smallest_step``.
+    Gauss–Newton converges only linearly (large residuals); a Newton step that fails to improve the row is followed
+    by Gauss–Newton steps, shortened by 4 after each failure, until one succeeds, then Newton steps again.  A row
+    stops when its Newton decrement ½gᵀH⁻¹g (how far the objective can still rise) is below ``tolerance``, or its
+    step has been shortened below ``smallest_step``.
     """
     state = evaluate(eta, np.arange(len(eta)))
     scale = np.ones(len(eta))
     active = np.isfinite(state.objective)
-    newton_steps = np.full(len(eta), getattr(state, "newton", None) is not None)
+    has_newton = getattr(state, "newton", None) is not None
+    newton_steps = np.full(len(eta), has_newton)
     for _ in range(iterations):
         rows = np.flatnonzero(active)
         if rows.size == 0:
@@ -55,8 +57,10 @@ def conditional_modes(evaluate: Callable, eta: np.ndarray, iterations: int, tole
         eta[accepted] += step[better]
         state.update(accepted, candidate, better)
         scale[accepted] = 1.0
-        failed_newton = rows[~better & usable]
-        newton_steps[failed_newton] = False  # retried at once with a full Gauss–Newton step
+        # A failed Newton step is retried at once as a full Gauss–Newton step; once that improves the row,
+        # Newton steps (quadratic convergence) resume from the better point.
+        newton_steps[rows[~better & usable]] = False
+        newton_steps[rows[better & ~usable]] = has_newton
         scale[rows[~better & ~usable]] /= 4
         active[rows[scale[rows] < smallest_step]] = False
     return eta, state

@@ -8,17 +8,25 @@ integrated out by a Laplace approximation:
 
 with η̂ᵢ the conditional mode and Hᵢ = Jᵢᵀ Wᵢ Jᵢ + Ω⁻¹ the Gauss–Newton curvature (J = ∂f/∂η, W the
 per-observation expected information in f) — NONMEM's FOCE-I objective, the same as ``method="ml"`` maximises
-(koopnb/inference/foce.py; Wang, J Pharmacokinet Pharmacodyn 34:575, 2007).  Why this and not a full hierarchical
-model: the sampled space stays small (typical values, omegas, residual error: 7 coordinates for
-theophylline), where the affine-invariant ensemble mixes well, instead of adding k coordinates per
-subject, where emcee's stretch move degrades quickly with dimension.  The inner problem is solved
-for all walkers × subjects at once by damped Gauss–Newton steps, each one batched solve of the
-model with forward-difference Jacobians.  Given the population draws, each subject's parameters are
-drawn from N(η̂ᵢ, Hᵢ⁻¹) (the same Laplace approximation of p(ηᵢ | y, θ)).
+(koopnb/inference/foce.py; Wang, J Pharmacokinet Pharmacodyn 34:575, 2007).  Ω is the full covariance of the
+log-parameters: with ``corr(A, B)`` lines each correlation within a block is sampled as ``corr_A_B``.  Why this and
+not a full hierarchical model: the sampled space stays small (typical values, omegas, correlations, residual
+error: 7 coordinates for theophylline), where an ensemble sampler mixes well, instead of adding k coordinates
+per subject, where ensemble moves degrade quickly with dimension.  emcee runs differential-evolution moves
+(:func:`population_moves`), which mix this posterior about three times faster than the stretch move.
+
+Cost: the inner problem is solved for all walkers × subjects at once, each step one batched solve of the model
+with forward-difference first and second derivatives in η.  Rows take Newton steps with the observed Hessian
+(quadratic convergence; Gauss–Newton converges only linearly where residuals are large) and fall back to
+Gauss–Newton where it fails (koopnb/inference/modes.py), starting from a first-order prediction of the modes
+around the posterior mode (:meth:`PopulationProblem.warm_start`): two or three batched solves per half-ensemble
+instead of eight to ten.  Given the population draws, each subject's parameters are drawn from N(η̂ᵢ, Hᵢ⁻¹) (the
+same Laplace approximation of p(ηᵢ | y, θ)).
 
 Default priors (weakly informative, override any with ``priors={name: Distribution}``): each typical
 value and residual error parameter log-normal around the model text's value with omega 2 (a factor
-of 7.4 either way is one SD), each IIV omega (SD of the log) half-normal with scale 1.
+of 7.4 either way is one SD), each IIV omega and IOV kappa (SD of the log) half-normal with scale 1, each
+correlation uniform on (−1, 1).
 """
 
 from __future__ import annotations
@@ -26,11 +34,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import emcee
 import numpy as np
 
 from koopnb.distributions import Distribution, Joint
 from koopnb.errors import FitError
+from koopnb.inference.ensemble import VectorisedDEMove, VectorisedDESnookerMove
 from koopnb.inference.foce import Scales, fit_maximum_likelihood, objective_value, observation_derivatives
 from koopnb.inference.likelihood import log_likelihood, residual_error
 from koopnb.inference.modes import conditional_modes, positive_definite
@@ -51,17 +59,27 @@ PRIOR_SPREAD = 2.0
 OMEGA_SCALE = 1.0
 """Scale of the default half-normal prior of each omega."""
 DEFAULT_STEPS = 2000
-"""Default chain length: with :func:`population_moves` the theophylline fit (32 walkers, 7 coordinates) has
-τ ≈ 20–25 steps (with the stretch move alone 65–79), so 2,000 steps are 50 τ (koopnb's own check,
-sampler.TRUSTED_LENGTH) up to τ = 40."""
+"""Default chain length: with :func:`population_moves` the theophylline fit (7 coordinates) has τ ≈ 23–27 steps
+(with the stretch move alone 65–79), so 2,000 steps are 50 τ (koopnb's own check, sampler.TRUSTED_LENGTH) up to
+τ = 40."""
+
+
+def population_walkers(k: int) -> int:
+    """The default number of walkers for ``k`` sampled coordinates: 16, or 2k + 2 (the fewest emcee's ensemble
+    needs) when more, even.  With :func:`population_moves` the autocorrelation time in steps hardly depends on the
+    walkers (theophylline: τ ≈ 27 steps with 16 walkers, 23–25 with 32), while each step costs about 40 % less
+    with 16, and the convergence check counts steps."""
+    walkers = max(16, 2 * k + 2)
+    return walkers + walkers % 2
 
 
 def population_moves() -> list:
     """emcee's differential-evolution moves (ter Braak, Stat. Comput. 16:239, 2006; ter Braak & Vrugt, Stat.
-    Comput. 18:435, 2008), 80 % DEMove and 20 % DESnookerMove as the emcee documentation's example.  On the
-    theophylline posterior they give τ ≈ 20–25 steps against 65–79 for the stretch move (3,000 steps, 32
-    walkers, two seeds each), so a trusted chain is three times shorter."""
-    return [(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
+    Comput. 18:435, 2008), 80 % DEMove and 20 % DESnookerMove as the emcee documentation's example, with the
+    acceptance step vectorised (koopnb/inference/ensemble.py; the same chain).  On the theophylline posterior they
+    give τ ≈ 23–29 steps against 65–84 for the stretch move (3,000 and 2,000 steps, 16 and 32 walkers, several
+    seeds), so a trusted chain is about three times shorter."""
+    return [(VectorisedDEMove(), 0.8), (VectorisedDESnookerMove(), 0.2)]
 
 
 def fit_population(model, data, covariates: Mapping[str, float] | None = None, walkers: int | None = None,
@@ -107,7 +125,8 @@ def fit_population(model, data, covariates: Mapping[str, float] | None = None, w
         return fit_maximum_likelihood(model, subjects, output, covariance=covariance,
                                       individual_draws=individual_draws, seed=seed)
     problem = PopulationProblem(model, subjects, output, priors or {})
-    walkers = default_walkers(len(problem.names), walkers)
+    walkers = default_walkers(len(problem.names), walkers) if walkers is not None else population_walkers(
+        len(problem.names))
     optimiser_rng, walk_state = seeds(seed)
     mode, _ = find_mode(problem, problem.start[None], step=1e-5)
     covariance = laplace_covariance(problem, mode)

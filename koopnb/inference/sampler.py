@@ -93,7 +93,10 @@ def find_mode(log_density: LogDensity, starts: np.ndarray, *, step: float = 1e-6
 def laplace_covariance(log_density: LogDensity, mode: np.ndarray, *, step: float = 1e-3) -> np.ndarray:
     """Inverse of the negative Hessian at ``mode`` by central differences (one batch of 2k²+1 points).
 
-    Directions with non-positive curvature (flat or numerically noisy) get a unit variance instead.
+    Directions with non-positive curvature (flat or numerically noisy) get a unit variance instead.  Only where
+    the walkers start depends on it, so one batch by hand; ``scipy.differentiate.hessian`` needs hundreds of
+    times more points on these log-densities and does not converge on them (the inner solvers' tolerance is
+    noise to its extrapolation; measured in FoceObjective.curvature's docstring, koopnb/inference/foce.py).
     """
     k = mode.size
     eye = step * np.eye(k)
