@@ -31,7 +31,9 @@ Cost model (a projection, not a measurement): time ≈ (serial time per job + th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -44,6 +46,7 @@ import psutil
 from distributed import Client, LocalCluster
 
 import koopnb as kn
+from koopnb.scale.candidates import CandidateJob
 from koopnb.scale.execution import local_cluster_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,6 +71,7 @@ REGIMENS = {"1000 mg q12h": "1000 mg iv over 1 h q12h x13", "750 mg q8h": "750 m
 
 
 PROJECTED_JOBS, PROJECTED_WORKERS = 100_000, 100
+IDLE_SECONDS = 10.0
 FULL_GRID = (100, 100)
 
 
@@ -110,12 +114,17 @@ def main() -> None:
             return kn.cohort(model, rows, TARGET, regimens=REGIMENS, client=client, steps=args.steps,
                              progress=False)
 
-    strata = n_weights * n_crcl
-    runs, nomogram_table = measure("nomogram", run_nomogram, strata, None)
-    cohort_runs, cohort_table = measure("cohort", run_cohort, args.patients, min(args.subset, args.patients))
-    runs += cohort_runs
-    text = report(runs, args, cohort_table, nomogram_table, load_before, os.getloadavg())
+    overheads = worker_overheads(model)
+    runs, cohort_table = measure("cohort", run_cohort, args.patients, min(args.subset, args.patients))
+    # Written now too, so the cohort's table is kept should the nomogram not finish.
+    write(report(runs, args, cohort_table, overheads, load_before, os.getloadavg()))
+    runs += measure("nomogram", run_nomogram, n_weights * n_crcl, None)[0]
+    text = report(runs, args, cohort_table, overheads, load_before, os.getloadavg())
     print(text)
+    write(text)
+
+
+def write(text: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scale.md").write_text(text + "\n")
 
@@ -153,12 +162,38 @@ def measure(job: str, run, n_jobs: int, subset: int | None) -> tuple[list[Run], 
     return runs, reference
 
 
+def worker_overheads(model) -> list[str]:
+    """What a worker costs besides the jobs: shipping the model, and an idle worker's CPU with dask's defaults and
+    with the configuration koopnb gives its local workers (``local_cluster_config``)."""
+    job = CandidateJob(model, TARGET, {label: kn.Regimen.parse(text) for label, text in REGIMENS.items()},
+                       model.prior(), 1e-4, 1e-3)
+    shipped = pickle.dumps(job)
+    started = time.perf_counter()
+    pickle.loads(shipped)  # a worker rebuilds the model's generated code from its specification
+    unpickle = time.perf_counter() - started
+    lines = [f"- The shared part of a job (model, target, candidates, distribution) pickles to "
+             f"{len(shipped) / 1000:.1f} kB and unpickles in {1000 * unpickle:.0f} ms, once per worker."]
+    configs = {"dask's defaults": contextlib.nullcontext, "koopnb's local workers": local_cluster_config}
+    for label, config in configs.items():
+        with config(), LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                    dashboard_address=None) as cluster, Client(cluster) as client:
+            pids = [os.getpid(), *client.run(os.getpid).values()]
+            time.sleep(2.0)  # past start-up
+            before, started = [cpu_seconds([pid]) for pid in pids], time.perf_counter()
+            time.sleep(IDLE_SECONDS)
+            elapsed = time.perf_counter() - started
+            used = [(cpu_seconds([pid]) - cpu) / elapsed for pid, cpu in zip(pids, before, strict=True)]
+        lines.append(f"- An idle one-worker LocalCluster with {label}: the worker uses {1000 * used[1]:.0f} ms of CPU "
+                     f"per second, this process (scheduler, nanny, client) {1000 * used[0]:.0f} ms.")
+    return lines
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time (s) of these processes, all their threads."""
     return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
-def report(runs: list[Run], args, cohort: pd.DataFrame, nomogram: pd.DataFrame, load_before, load_after) -> str:
+def report(runs: list[Run], args, cohort: pd.DataFrame, overheads: list[str], load_before, load_after) -> str:
     n_weights, n_crcl = (int(part) for part in args.strata.split("x"))
     statuses = ", ".join(f"{count} {status}" for status, count in cohort.status.value_counts().items())
     reduced = (n_weights, n_crcl) != FULL_GRID
@@ -187,12 +222,18 @@ def report(runs: list[Run], args, cohort: pd.DataFrame, nomogram: pd.DataFrame, 
         lines.append(f"| {r.job} | {r.run} | {r.workers} | {r.jobs} | {r.startup:.1f} | {r.wall:.1f} | "
                      f"{1000 * r.wall / r.jobs:.0f} | {1000 * r.cpu / r.jobs:.0f} | {speedup:.2f}× | "
                      f"{speedup / r.workers:.0%} |")
+    lines += ["", "Where a worker's time goes besides the jobs (measured in the same run):", "", *overheads,
+              "- Jobs run with one BLAS thread in every run; tasks are batches of about 1 s (dask: about 1 ms each).",
+              "- A job's own CPU time does not grow in a worker; the extra CPU per job in the table above is the "
+              "scheduler, nannies, heartbeats and the workers' event loops, and the wall time of a 1-worker run "
+              "adds start-up, the pilot jobs run in this process to size the batches, and the waits of a shared "
+              "machine."]
     lines += ["", "Cost model — a projection from these measurements, not a run: time ≈ (serial time per job + "
               "extra CPU per job on the cluster) × jobs / workers, plus cluster start-up. It assumes workers as fast "
               "as one core here, a scheduler that keeps up (about 1 ms per ~1 s task) and negligible shipping "
               "(a patient's rows are a few kB, the model is shipped once).", "",
               "| job | serial per job (ms) | extra CPU per job, 2 workers (ms) | projection |", "|---|---:|---:|---|"]
-    for job in ("cohort", "nomogram"):
+    for job in dict.fromkeys(r.job for r in runs):
         serial = next(r for r in runs if r.job == job and r.run.startswith("serial"))
         two = next(r for r in runs if r.job == job and r.workers == 2 and "processes" in r.run)
         per_job, extra = serial.wall / serial.jobs, max(0.0, two.cpu / two.jobs - serial.cpu / serial.jobs)

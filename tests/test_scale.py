@@ -217,3 +217,17 @@ def test_without_candidates_the_current_regimen_is_scaled_by_optimize_dose(model
         assert (row.dose, row.regimen, row.P, row.error) == (direct.dose, str(direct.regimen), direct.objective,
                                                              direct.error)
         assert row.dose % 250 == 0 and row.P >= row.current_P - row.error - row.current_error
+
+
+def test_a_broken_row_is_counted_as_read_nonmem_counts_it(model, tmp_path):
+    """Rows commented out (NONMEM's C column) still count: the failed row names the row read_nonmem names."""
+    path = tmp_path / "ward.csv"
+    path.write_text("C,ID,TIME,AMT,DV,EVID,MDV,DUR,CRCL\n"
+                    ",1,0,1000,.,1,1,1,80\n,1,2,0,30.1,0,0,0,80\n"
+                    "C,2,0,1000,.,1,1,1,60\n,2,0,1000,.,1,1,1,60\n,2,2,0,n/a,0,0,0,60\n")
+    assert kn.data.read_raw(path).index.tolist() == [1, 2, 4, 5]
+    with pytest.raises(kn.DataError) as reading:
+        kn.read_nonmem(path)
+    table = kn.cohort(model, path, TARGET, regimens=REGIMENS, client="serial", **FIT).set_index("ID")
+    assert table.loc[2, "status"] == "failed" and table.loc[2, "message"] == str(reading.value) != ""
+    assert "row 5" in table.loc[2, "message"] and table.loc[1, "status"] != "failed"

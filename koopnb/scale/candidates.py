@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +16,35 @@ from koopnb.regimen import Regimen
 
 OK, WARNING, FAILED = "ok", "warning", "failed"
 """A row's status: computed cleanly; computed, with warnings in ``message``; not computed (``message`` says why)."""
+
+_CAPTURING_WARNINGS = threading.Lock()
+"""``warnings.catch_warnings`` changes process-wide state: a worker with several threads runs one job at a time
+through it, or one job's warnings would land in another's row (give workers one thread and more processes)."""
+
+
+def outcome(notes: list[str], results: Mapping[str, ExpectationResult] | None = None) -> dict[str, str]:
+    """A computed row's status and message: ``warning`` with the notes (and the labels of ``results`` that did
+    not converge to the tolerance) when there are any, else ``ok``."""
+    unresolved = [label for label, result in (results or {}).items() if not result.converged]
+    notes = notes + ([f"not converged to the tolerance: {', '.join(unresolved)}"] if unresolved else [])
+    return {"status": WARNING if notes else OK, "message": "; ".join(notes)}
+
+
+def failure(error: Exception) -> dict[str, str]:
+    """The status and message of a row that could not be computed: a koopnb error's sentence as it is."""
+    message = str(error) if isinstance(error, KoopnbError) else f"unexpected {type(error).__name__}: {error}"
+    return {"status": FAILED, "message": message}
+
+
+@contextmanager
+def warnings_in_row() -> Iterator[list[str]]:
+    """The warnings raised inside, collected for a row's message instead of printed: the list yielded holds
+    their distinct messages, in order, once the block ends."""
+    messages: list[str] = []
+    with _CAPTURING_WARNINGS, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield messages
+    messages.extend(dict.fromkeys(str(warning.message) for warning in caught))
 
 
 def candidate_regimens(regimens) -> dict[str, Regimen]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +16,15 @@ from koopnb.expectation import probability
 from koopnb.inference import fit_individual
 from koopnb.optimize import optimize_dose
 from koopnb.regimen import Regimen
-from koopnb.scale.candidates import FAILED, OK, WARNING, candidate_regimens, checked_target, target_horizon
+from koopnb.scale.candidates import (
+    candidate_regimens,
+    checked_target,
+    failure,
+    outcome,
+    target_horizon,
+    warnings_in_row,
+)
 from koopnb.scale.execution import checked_seed, run_jobs, subject_seed
-
-_CAPTURING_WARNINGS = threading.Lock()
-"""``warnings.catch_warnings`` changes process-wide state: a worker with several threads fits one subject at a
-time, or one subject's fit warnings would land in another's row (give workers one thread and more processes)."""
 
 
 def cohort(model, data, target, bounds: tuple[float, float] | None = None, step: float | None = None,
@@ -110,17 +111,13 @@ def _subject_row(job: CohortJob, subject: SubjectRows) -> dict:
     started = time.perf_counter()
     row: dict[str, Any] = {"ID": subject.id}
     try:
-        with _CAPTURING_WARNINGS, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings_in_row() as caught:
             row.update(_recommend(job, subject))
-        notes = list(dict.fromkeys(str(w.message) for w in caught)) + row.pop("notes")
-        row["status"], row["message"] = (WARNING, "; ".join(notes)) if notes else (OK, "")
+        row.update(outcome(caught + row.pop("notes")))
     except DataError as error:
-        row["status"], row["message"] = FAILED, _relocated(error, subject)
-    except KoopnbError as error:
-        row["status"], row["message"] = FAILED, str(error)
-    except Exception as error:  # one subject's unexpected failure must not stop the ward's run
-        row["status"], row["message"] = FAILED, f"unexpected {type(error).__name__}: {error}"
+        row.update(failure(_relocated(error, subject)))
+    except Exception as error:  # one subject's failure must not stop the ward's run
+        row.update(failure(error))
     row["time"] = time.perf_counter() - started
     return row
 
@@ -190,11 +187,11 @@ def _latest_covariates(model, subject: SubjectRows) -> tuple[dict[str, float], l
     return {name: value for name, value in found.items() if name in model.covariates}, []
 
 
-def _relocated(error: DataError, subject: SubjectRows) -> str:
+def _relocated(error: DataError, subject: SubjectRows) -> DataError:
     """A data error of one subject's rows, with the row counted in the whole table."""
     numbers = subject.rows.index
     row = int(numbers[error.row - 1]) if error.row is not None and 0 < error.row <= len(numbers) else None
-    return str(DataError(error.message, row=row, column=error.column))
+    return DataError(error.message, row=row, column=error.column)
 
 
 def _table(rows: list[dict], model) -> pd.DataFrame:

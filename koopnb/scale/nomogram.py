@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from koopnb.errors import KoopnbError
-from koopnb.scale.candidates import FAILED, OK, WARNING, CandidateJob, candidate_regimens, checked_target
+from koopnb.scale.candidates import CandidateJob, candidate_regimens, checked_target, failure, outcome, warnings_in_row
 from koopnb.scale.execution import run_jobs
 
 
@@ -57,7 +57,8 @@ def _stratum_row(job: CandidateJob, stratum: dict[str, float]) -> dict:
     started = time.perf_counter()
     row: dict[str, Any] = dict(stratum)
     try:
-        results = job.probabilities(stratum)
+        with warnings_in_row() as caught:
+            results = job.probabilities(stratum)
         ranked = sorted(results, key=lambda label: -results[label].value)  # stable: the first of equals wins
         best = results[ranked[0]]
         others = [results[label] for label in ranked[1:]]
@@ -66,11 +67,8 @@ def _stratum_row(job: CandidateJob, stratum: dict[str, float]) -> dict:
                    decided=all(best.value - best.error > other.value + other.error for other in others),
                    runner_up=ranked[1] if others else None, runner_up_P=others[0].value if others else np.nan,
                    n_evals=sum(result.n_evals for result in results.values()))
-        unresolved = [label for label, result in results.items() if not result.converged]
-        row.update(status=WARNING if unresolved else OK,
-                   message=f"not converged to the tolerance: {', '.join(unresolved)}" if unresolved else "")
+        row.update(outcome(caught, results))
     except Exception as error:  # one stratum's failure must not stop the nomogram
-        row.update(status=FAILED, message=str(error) if isinstance(error, KoopnbError)
-                   else f"unexpected {type(error).__name__}: {error}")
+        row.update(failure(error))
     row["time"] = time.perf_counter() - started
     return row

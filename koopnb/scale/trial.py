@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 
 from koopnb.errors import KoopnbError
-from koopnb.scale.candidates import FAILED, OK, WARNING, CandidateJob, candidate_regimens, checked_target
+from koopnb.scale.candidates import (
+    FAILED,
+    CandidateJob,
+    candidate_regimens,
+    checked_target,
+    failure,
+    outcome,
+    warnings_in_row,
+)
 from koopnb.scale.execution import checked_seed, run_jobs
 
 COVERAGE = 2.0
@@ -110,15 +118,13 @@ def _patient_row(job: CandidateJob, covariates: dict[str, float]) -> dict:
     started = time.perf_counter()
     row: dict[str, Any] = dict(covariates)
     try:
-        unresolved = []
-        for label, result in job.probabilities(covariates).items():
+        with warnings_in_row() as caught:
+            results = job.probabilities(covariates)
+        for label, result in results.items():
             row[f"P {label}"], row[f"error {label}"] = result.value, result.error
-            unresolved += [] if result.converged else [label]
-        row.update(status=WARNING if unresolved else OK,
-                   message=f"not converged to the tolerance: {', '.join(unresolved)}" if unresolved else "")
+        row.update(outcome(caught, results))
     except Exception as error:  # one patient's failure must not stop the trial
-        row.update(status=FAILED, message=str(error) if isinstance(error, KoopnbError)
-                   else f"unexpected {type(error).__name__}: {error}")
+        row.update(failure(error))
     row["time"] = time.perf_counter() - started
     return row
 
