@@ -66,6 +66,9 @@ more dimensions); the mass they carry is added to the CDF's error."""
 MAX_FINE_NODES = 400_000
 """Most integration nodes (after leaving out the negligible ones) a rule may have; refinement stops there."""
 
+ROOT_SHARE = 1e-4
+"""The root finding stops within this fraction of a band point's tolerance."""
+
 CELLS = 100_000
 """Array elements (levels × mixture components × columns) handled at once in a CDF sweep: a block that stays in
 the processor's cache (about three times faster than blocks of millions)."""
@@ -274,20 +277,23 @@ def _quadrature(design: _Design, error, values, levels, observations, rtol, atol
     evaluation.  A band point x solves F(x) = q on the finest of both; an error δF of the CDF at x moves it by
     δF / F'(x).  Its error estimate adds two such terms, each the larger of the last two differences (the rule
     of koopnb/expectation/adaptive.py): between the last three collocation rules on one integration rule
-    (interpolation), and between the last three integration rules on one interpolant (integration); and the
-    mass of the nodes left out.  The integration rule is refined while its term exceeds half the tolerance.
+    (interpolation), and between the last three integration rules on one interpolant (integration); the
+    mass of the nodes left out; and the root finding's stopping precision.  The integration rule is refined
+    while its term exceeds half the tolerance.
     """
     r = design.random.size
     orders = [n for n in COLLOCATION if n <= max_points]
     surrogates, n_evals, fine, start = [], 0, 0, None
 
     def solve(surrogate, rule):
+        """The mixtures of ``surrogate`` on ``rule`` with their band points solved, and their tolerances."""
         nonlocal start
         mixtures = _mixtures(design, surrogate.on(rule), rule.weights, error, values, levels, observations)
-        for j, mixture in enumerate(mixtures):
-            mixture.solve(None if start is None else start[j])
+        tolerances = [np.maximum(atol, rtol * mixture.sd()) for mixture in mixtures]
+        for j, (mixture, tolerance) in enumerate(zip(mixtures, tolerances, strict=True)):
+            mixture.solve(None if start is None else start[j], ROOT_SHARE * tolerance)
         start = [mixture.x for mixture in mixtures]
-        return mixtures
+        return mixtures, tolerances
 
     def spread(best, finer, coarser, rule_finer, rule_coarser):
         """Per mixture, the error term from two coarser (surrogate, rule) pairs evaluated at best's band points."""
@@ -302,8 +308,7 @@ def _quadrature(design: _Design, error, values, levels, observations, rtol, atol
         if len(surrogates) < 3:
             continue
         rules = [_IntegrationRule(FINE[fine + j], r) for j in range(3)]
-        best = solve(surrogates[-1], rules[2])
-        tolerance = [np.maximum(atol, rtol * m.sd()) for m in best]
+        best, tolerance = solve(surrogates[-1], rules[2])
         interpolation = spread(best, surrogates[-2], surrogates[-3], rules[2], rules[2])
         if points != orders[-1] and any(np.any(e > t / 2) for e, t in zip(interpolation, tolerance, strict=True)):
             continue  # the interpolation is not there yet: a finer integration rule would not help
@@ -314,13 +319,12 @@ def _quadrature(design: _Design, error, values, levels, observations, rtol, atol
                 break
             fine += 1
             rules = [_IntegrationRule(FINE[fine + j], r) for j in range(3)]
-            best = solve(surrogates[-1], rules[2])
-            tolerance = [np.maximum(atol, rtol * m.sd()) for m in best]
+            best, tolerance = solve(surrogates[-1], rules[2])
             interpolation = None
         if interpolation is None:  # the integration rule changed: the interpolation term again, on the new one
             interpolation = spread(best, surrogates[-2], surrogates[-3], rules[2], rules[2])
-        errors = [e1 + e2 + m.natural_error(rules[2].dropped)
-                  for m, e1, e2 in zip(best, integration, interpolation, strict=True)]
+        errors = [e1 + e2 + m.natural_error(rules[2].dropped) + ROOT_SHARE * t
+                  for m, e1, e2, t in zip(best, integration, interpolation, tolerance, strict=True)]
         result = _Quadrature(best[0].quantiles(), np.concatenate([m.quantiles() for m in best[1:]], axis=1),
                              errors[0], np.concatenate(errors[1:], axis=1), tolerance[0],
                              np.concatenate(tolerance[1:], axis=1), n_evals, False,
@@ -470,11 +474,13 @@ class _Mixture:
     def cdf(self, x: np.ndarray) -> np.ndarray:
         return self._sweep(x, np.arange(x.shape[1]), density=False)[0]
 
-    def solve(self, start: np.ndarray | None = None, iterations: int = 80) -> None:
+    def solve(self, start: np.ndarray | None, precision: np.ndarray, iterations: int = 80) -> None:
         """Safeguarded Newton steps on the mixture CDF from ``start`` (or the normal with the mixture's mean and
         variance); a step that leaves the bracket of known signs is replaced by false position between the
         bracket's ends (bisection alone crawls when one end is already next to the root, as Newton's last
-        iterate often is).  Levels that the mass at an observation of 0 already reaches get x = −∞."""
+        iterate often is).  Stops when no step in a column moves a band point by ``precision`` (Q, K) in the
+        output's units (Newton's last step bounds its error) or by 1e-10 of the bracket.  Levels that the mass at
+        an observation of 0 already reaches get x = −∞."""
         finite = np.isfinite(self.centre)
         zero_mass = self.weights @ ~finite
         target = self.levels[:, None] * np.ones(self.centre.shape[1])
@@ -511,7 +517,12 @@ class _Mixture:
             fallback = np.where(np.isfinite(false_position) & (false_position > low[here])
                                 & (false_position < high[here]), false_position, 0.5 * (low[here] + high[here]))
             moved = np.where(at_zero[here], -np.inf, np.where(inside, newton, fallback))
-            still = np.any(np.abs(moved - x[here]) >= tolerance, axis=0)
+            with np.errstate(invalid="ignore"):  # −∞ − (−∞) at an observation of 0: not moving
+                step = np.abs(moved - x[here]) * (np.exp(np.maximum(moved, x[here])) if self.exponential else 1.0)
+            # a false-position step may crawl (one end fixed), so only a short Newton step ends the search
+            crawling = ~inside & ~at_zero[here] & (high[here] - low[here] >= tolerance)
+            still = np.any(crawling | (step >= np.maximum(np.broadcast_to(precision, x.shape)[here], tolerance)),
+                           axis=0)
             x[here] = moved
             active = active[still]
         self.x, self.density = x, density
