@@ -90,6 +90,30 @@ def find_mode(log_density: LogDensity, starts: np.ndarray, *, step: float = 1e-6
     return best, best_value
 
 
+def central_differences(centre: np.ndarray, step: float) -> tuple[np.ndarray, Callable]:
+    """The 2k² + 1 points of a central-difference stencil around ``centre`` (k,) and a function turning values at
+    them (points, ...) into the value, gradient (k, ...) and Hessian (k, k, ...) at the centre."""
+    k = centre.size
+    eye = step * np.eye(k)
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    points = [centre, *(centre + eye), *(centre - eye)]
+    for i, j in pairs:
+        points += [centre + eye[i] + eye[j], centre + eye[i] - eye[j], centre - eye[i] + eye[j],
+                   centre - eye[i] - eye[j]]
+
+    def assemble(values: np.ndarray):
+        middle, plus, minus = values[0], values[1:k + 1], values[k + 1:2 * k + 1]
+        hessian = np.zeros((k, k, *values.shape[1:]))
+        for i in range(k):
+            hessian[i, i] = (plus[i] - 2 * middle + minus[i]) / step**2
+        for n, (i, j) in enumerate(pairs):
+            pp, pm, mp, mm = values[2 * k + 1 + 4 * n: 2 * k + 5 + 4 * n]
+            hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * step**2)
+        return middle, (plus - minus) / (2 * step), hessian
+
+    return np.array(points), assemble
+
+
 def laplace_covariance(log_density: LogDensity, mode: np.ndarray, *, step: float = 1e-3) -> np.ndarray:
     """Inverse of the negative Hessian at ``mode`` by central differences (one batch of 2k²+1 points).
 
@@ -98,18 +122,8 @@ def laplace_covariance(log_density: LogDensity, mode: np.ndarray, *, step: float
     times more points on these log-densities and does not converge on them (the inner solvers' tolerance is
     noise to its extrapolation; measured in FoceObjective.curvature's docstring, koopnb/inference/foce.py).
     """
-    k = mode.size
-    eye = step * np.eye(k)
-    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    points = [mode, *(mode + eye), *(mode - eye)]
-    for i, j in pairs:
-        points += [mode + eye[i] + eye[j], mode + eye[i] - eye[j], mode - eye[i] + eye[j], mode - eye[i] - eye[j]]
-    values = log_density(np.array(points))
-    centre, plus, minus = values[0], values[1:k + 1], values[k + 1:2 * k + 1]
-    hessian = np.diag((plus - 2 * centre + minus) / step**2)
-    for n, (i, j) in enumerate(pairs):
-        pp, pm, mp, mm = values[2 * k + 1 + 4 * n: 2 * k + 5 + 4 * n]
-        hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * step**2)
+    points, assemble = central_differences(mode, step)
+    _, _, hessian = assemble(log_density(points))
     curvature, vectors = np.linalg.eigh(-hessian)
     curvature = np.where(np.isfinite(curvature) & (curvature > 0), curvature, 1.0)
     return (vectors / curvature) @ vectors.T
