@@ -74,9 +74,10 @@ def test_the_notebook_is_committed_in_canonical_form(path: Path):
 
 
 def test_every_notebook_records_the_same_python():
-    versions = {json.loads(path.read_text(encoding="utf-8"))["metadata"]["language_info"]["version"]
-                for path in NOTEBOOKS}
-    assert len(versions) == 1 and re.fullmatch(r"3\.\d+\.\d+", versions.pop())
+    versions = {path.name: json.loads(path.read_text(encoding="utf-8"))["metadata"].get("language_info", {})
+                .get("version") for path in NOTEBOOKS}
+    assert len(set(versions.values())) == 1, versions
+    assert re.fullmatch(r"3\.\d+\.\d+", next(iter(versions.values())) or ""), versions
 
 
 def test_the_canonical_form_strips_what_jupyter_adds(tmp_path):
