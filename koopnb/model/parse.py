@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import graphlib
 import math
 import re
 from collections.abc import Callable
@@ -947,38 +948,22 @@ class _Checker:
     def _derived_order(self) -> list[str]:
         """The derived names with every name after those it uses; a cycle is an error."""
         derived = self.reader.derived
-        uses = {n: list(dict.fromkeys(r.name for r in e.references if r.name in derived))
-                for n, e in derived.items()}
-        waiting = {n: len(set(u)) for n, u in uses.items()}
-        users: dict[str, list[str]] = {n: [] for n in derived}
-        for n, used in uses.items():
-            for u in set(used):
-                users[u].append(n)
-        order = [n for n in derived if waiting[n] == 0]
-        for done in order:  # grows while it is walked: Kahn's topological sort
-            for user in users[done]:
-                waiting[user] -= 1
-                if waiting[user] == 0:
-                    order.append(user)
-        if len(order) < len(derived):
-            self._report_cycle({n for n in derived if waiting[n] > 0}, uses)
-        return order
+        uses = {n: [r.name for r in e.references if r.name in derived] for n, e in derived.items()}
+        try:
+            return list(graphlib.TopologicalSorter(uses).static_order())
+        except graphlib.CycleError as error:
+            raise self._cycle_error(error.args[1][:-1], uses) from None
 
-    def _report_cycle(self, stuck: set[str], uses: dict[str, list[str]]) -> None:
-        """Every stuck name uses another stuck name, so following those uses must run into a cycle."""
+    def _cycle_error(self, cycle: list[str], uses: dict[str, list[str]]) -> ModelError:
+        """Name the cycle from its earliest-defined name, in the direction of use (A uses B uses ... A)."""
         definition_order = list(self.reader.derived)
-        path = [min(stuck, key=definition_order.index)]
-        while True:
-            following = next(u for u in uses[path[-1]] if u in stuck)
-            if following in path:
-                cycle = path[path.index(following):]
-                break
-            path.append(following)
+        if len(cycle) > 1 and cycle[1] not in uses[cycle[0]]:
+            cycle = cycle[::-1]
         start = cycle.index(min(cycle, key=definition_order.index))
         cycle = cycle[start:] + cycle[:start]
         _, line, column = self.reader.definitions[cycle[0]]
-        raise ModelError(f"'{cycle[0]}' is defined in terms of itself: {' -> '.join([*cycle, cycle[0]])}",
-                         line, column)
+        return ModelError(f"'{cycle[0]}' is defined in terms of itself: {' -> '.join([*cycle, cycle[0]])}",
+                          line, column)
 
     def _dynamics(self, order: list[str]) -> dict[str, list[str]]:
         """For each derived name, the states (and ``t``) it depends on, directly or through others."""
