@@ -52,7 +52,7 @@ from koopnb.jupyter import DOSE_RANGE
 from koopnb.metrics import Cmax, Cmin, Conc, Metric, Window, parse_metric
 from koopnb.optimize import MAX_DOSES, DoseResult, optimize_dose, scales_with_dose
 from koopnb.regimen import Regimen
-from koopnb.units import result_unit
+from koopnb.units import metric_unit, output_label, result_unit
 
 LIVE_RTOL = 1e-3
 LIVE_ATOL = 1e-4
@@ -474,8 +474,8 @@ class Dashboard(widgets.VBox):
         if isinstance(metric, (Cmax, Cmin, Conc)):
             axes.axhspan(window.low or 0.0, window.high or axes.get_ylim()[1], color="C2", alpha=0.2,
                          label="window")
-        unit = self.model.units.get(output, "")
-        axes.set(xlabel="time (h)", ylabel=f"{output} ({unit})" if unit else output, xlim=(times[0], times[-1]))
+        axes.set(xlabel="Time (h)", ylabel=output_label(self.model, output, regimen.unit),
+                 xlim=(times[0], times[-1]))
         axes.legend(loc="upper right")
 
     def _draw_histogram(self, axes, metric: Metric, regimen: Regimen, window: Window) -> None:
@@ -485,7 +485,8 @@ class Dashboard(widgets.VBox):
         axes.stairs(density, edges, fill=True, color="C0", alpha=0.6)  # one patch, not one per bin: faster
         axes.axvspan(window.low or 0.0, window.high if window.high is not None else self.window.max, color="C2",
                      alpha=0.2, label="window")
-        axes.set(xlabel=str(metric), ylabel="density", xlim=(0.0, top))
+        unit = metric_unit(self.model, metric, regimen.unit)
+        axes.set(xlabel=f"{metric} ({unit})" if unit else str(metric), ylabel="density", xlim=(0.0, top))
         axes.relim()
         axes.autoscale_view(scalex=False)
         axes.legend(loc="upper right")
