@@ -22,8 +22,8 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 600
-"""Seconds allowed per cell: generous, because CI machines are slow and busy (the slowest cells, the fits of
-notebooks 02 and 08, take about 10 s on a quiet 2-core machine)."""
+"""Seconds allowed per cell: generous, because CI machines can be slow and busy (notebook 02's population fit,
+one of the slowest cells, takes about 10 s on this project's 2-core machine)."""
 
 
 def kernel_manager(directory: Path, python: str, extra_path: str | None) -> KernelManager:
