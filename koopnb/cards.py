@@ -90,6 +90,8 @@ def expectation_payload(result, title: str | None = None) -> dict[str, Any]:
         payload["metric"] = str(quantity)
     if chance:
         payload["probability"] = float(result.value)
+    payload.update(_display_texts(_heading(quantity).rstrip(":") or None,
+                                  _value_text(quantity, result.value, result.error, _unit(result))))
     return _without_none(payload)
 
 
@@ -108,7 +110,16 @@ def dose_payload(result) -> dict[str, Any]:
         "unit": _dose_unit(result), "regimen": str(result.regimen),
         "warnings": _dose_warnings(result),
     }
+    header, values = _objective_words(result)
+    payload.update(_display_texts(header, values(result.objective, result.error)))
     return _without_none(payload)
+
+
+def _display_texts(label: str | None, text: str) -> dict[str, str | None]:
+    """The value as the Python cards write it, split at its ``±`` for the lab card: one formatter for both
+    (e.g. ``71.4 %`` and ``± 0.0012 %``; ``438`` and ``± 0.008 mg·h/L``)."""
+    value, _, error = text.partition(" ± ")
+    return {"value_label": label, "value_text": value, "error_text": f"± {error}" if error else None}
 
 
 def posterior_payload(posterior) -> dict[str, Any]:

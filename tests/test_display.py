@@ -34,7 +34,7 @@ conc ~ additive(0.7)
 dose depot
 """
 KEYS = {"kind", "title", "value", "error", "n_evals", "method", "converged", "elapsed", "metric", "window",
-        "probability", "dose", "unit", "regimen", "rows", "warnings"}
+        "probability", "dose", "unit", "regimen", "rows", "warnings", "value_text", "error_text", "value_label"}
 REGIMEN = kn.Regimen.parse("320 mg po q24h x3")
 
 
@@ -68,6 +68,9 @@ def test_probability_payload(model):
     assert payload["value"] == payload["probability"] == result.value and payload["n_evals"] == result.n_evals
     assert data["text/plain"].startswith("P(auc(0, 24) in 80..) = ")
     assert "koopnb-card" in data["text/html"]
+    # The lab card draws the Python card's own texts.
+    assert payload["value_label"] == "Probability in window"
+    assert f"{payload['value_text']} {payload['error_text']}" == percent(result.value, result.error)
 
 
 def test_the_card_reads_the_window_from_the_result_not_its_label(model):
@@ -101,6 +104,8 @@ def test_dose_payload(model):
     check_payload(payload, "dose")
     assert payload["dose"] == result.dose and payload["unit"] == "mg" and payload["regimen"] == str(result.regimen)
     assert payload["window"] == [80.0, 120.0] and payload["probability"] == result.objective
+    assert payload["value_label"] == "Probability in window"
+    assert f"{payload['value_text']} {payload['error_text']}" == percent(result.objective, result.error)
     assert "Recommended dose" in data["text/html"] and data["text/plain"].startswith("Recommended dose")
 
 

@@ -10,6 +10,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from koopnb.cards import percent
+
 from .lab_driver import LabPage, LabServer
 
 PLAIN_CELL = 0
@@ -44,6 +46,10 @@ PROBABILITY_RESULT = {
     "metric": "auc(0,24)",
     "window": [400, 600],
     "probability": 0.7312,
+    # As koopnb.cards writes them (checked below against koopnb.cards.percent): one formatter for both cards.
+    "value_label": "Probability in window",
+    "value_text": "73.1 %",
+    "error_text": "± 0.04 %",
 }
 
 DOSE_RESULT = {
@@ -241,12 +247,18 @@ def test_result_cards_render(lab: LabPage, demo_notebook: str) -> None:
     probability = lab.cell_outputs(PROBABILITY_CELL).locator(".koopnb-card")
     probability.wait_for()
     assert probability.locator(".koopnb-title").inner_text() == "P(auc(0,24) in 400..600)"
-    assert probability.locator(".koopnb-value").inner_text() == "0.7312"
-    assert probability.locator(".koopnb-error").inner_text() == "± 0.0004"
+    assert percent(0.7312, 0.0004) == "73.1 % ± 0.04 %"
+    assert probability.locator(".koopnb-value-label").inner_text() == "Probability in window"
+    assert probability.locator(".koopnb-value").inner_text() == "73.1 %"
+    assert probability.locator(".koopnb-error").inner_text() == "± 0.04 %"
     assert probability.locator(".koopnb-errorbar").count() == 1
     assert probability.locator(".koopnb-gauge svg").count() == 1
     assert probability.locator(".koopnb-gauge").inner_text().startswith("73.1%")
     assert probability.locator(".koopnb-target").inner_text() == "auc(0,24) in 400..600"
+    # Method, evaluations and time are in a closed 'Details' fold until the user opens it.
+    assert not probability.locator(".koopnb-method").is_visible()
+    probability.locator(".koopnb-details-summary").click()
+    probability.locator(".koopnb-method").wait_for(state="visible")
     assert probability.locator(".koopnb-method").inner_text() == "koopman (gauss-hermite)"
     assert probability.locator(".koopnb-evals").inner_text() == "1,234 evaluations"
     assert probability.locator(".koopnb-elapsed").inner_text() == "12 ms"
@@ -276,6 +288,7 @@ def test_result_cards_render(lab: LabPage, demo_notebook: str) -> None:
     assert expectation.locator(".koopnb-value").inner_text() == "1.235e-5"
     assert expectation.locator(".koopnb-error").inner_text() == "± 3e-8"
     assert expectation.locator(".koopnb-errorbar").count() == 1
+    expectation.locator(".koopnb-details-summary").click()
     assert expectation.locator(".koopnb-evals").inner_text() == "81 evaluations"
     for absent in [".koopnb-gauge", ".koopnb-target", ".koopnb-dose", ".koopnb-method", ".koopnb-badge"]:
         assert expectation.locator(absent).count() == 0, absent

@@ -4,7 +4,7 @@
  *
  * Layout, top to bottom: title and kind; metric and window; value ± error with
  * an error bar; probability gauge; optimal dose and regimen; ranked regimens;
- * warnings; footer with method, evaluations, elapsed time and convergence.
+ * warnings; a 'Details' fold with method, evaluations, elapsed time and convergence.
  */
 import {
   formatElapsed,
@@ -96,16 +96,20 @@ function target(result: IKoopnbResult): HTMLElement {
 
 function valueRow(result: IKoopnbResult, value: number): HTMLElement {
   const row = element('div', 'koopnb-value-row');
-  row.appendChild(element('span', 'koopnb-value-label', VALUE_LABELS[result.kind]));
+  row.appendChild(element('span', 'koopnb-value-label', result.value_label ?? VALUE_LABELS[result.kind]));
   const error = result.error;
   if (error === undefined) {
-    row.appendChild(element('span', 'koopnb-value', formatNumber(value)));
+    row.appendChild(element('span', 'koopnb-value', result.value_text ?? formatNumber(value)));
     row.appendChild(element('span', 'koopnb-error koopnb-error-unknown', 'error not estimated'));
     return row;
   }
-  const [valueText, errorText] = formatValueAndError(value, error);
+  // koopnb's own texts when the payload carries them (one formatter for the Python and the lab cards).
+  const [valueText, errorText] =
+    result.value_text !== undefined
+      ? [result.value_text, result.error_text ?? '']
+      : formatValueAndError(value, error).map((text, index) => (index === 0 ? text : `± ${text}`));
   row.appendChild(element('span', 'koopnb-value', valueText));
-  const errorNode = element('span', 'koopnb-error', `± ${errorText}`);
+  const errorNode = element('span', 'koopnb-error', errorText);
   if (value !== 0) {
     errorNode.title = `relative error ${formatNumber(Math.abs(error / value))}`;
   }
@@ -176,8 +180,12 @@ function warnings(messages: string[]): HTMLElement {
   return list;
 }
 
+/** Method, evaluations, time and convergence, folded: they are for whoever checks the number. */
 function footer(result: IKoopnbResult): HTMLElement {
+  const fold = element('details', 'koopnb-details');
+  fold.appendChild(element('summary', 'koopnb-details-summary', 'Details'));
   const row = element('div', 'koopnb-footer');
+  fold.appendChild(row);
   if (result.method !== undefined) {
     row.appendChild(element('span', 'koopnb-method', result.method));
   }
@@ -187,10 +195,15 @@ function footer(result: IKoopnbResult): HTMLElement {
   if (result.elapsed !== undefined) {
     row.appendChild(element('span', 'koopnb-elapsed', formatElapsed(result.elapsed)));
   }
-  if (result.converged === false) {
-    row.appendChild(element('span', 'koopnb-badge koopnb-not-converged', 'not converged'));
-  } else if (result.converged === true) {
+  if (result.converged === true) {
     row.appendChild(element('span', 'koopnb-badge koopnb-converged', 'converged'));
   }
-  return row;
+  if (result.converged !== false) {
+    return fold;
+  }
+  // A number that did not converge must say so where it is read, not inside the fold.
+  const box = element('div', 'koopnb-footer-box');
+  box.appendChild(element('span', 'koopnb-badge koopnb-not-converged', 'not converged'));
+  box.appendChild(fold);
+  return box;
 }

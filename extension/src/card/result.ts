@@ -38,6 +38,12 @@ export interface IKoopnbResult {
   regimen?: string;
   rows?: IRankedRegimen[];
   warnings?: string[];
+  /** The value as koopnb's Python cards write it (e.g. '71.4 %', '438'); drawn instead of formatting `value`. */
+  value_text?: string;
+  /** Its error with the unit (e.g. '± 0.0012 %', '± 0.008 mg·h/L'). */
+  error_text?: string;
+  /** What the value is, in plain words (e.g. 'Probability in window'). */
+  value_label?: string;
 }
 
 /** Raised when a payload cannot be drawn; its message is one sentence for the user. */
@@ -73,7 +79,10 @@ export function readResult(data: unknown): IKoopnbResult {
     unit: optionalString(data, 'unit'),
     regimen: optionalString(data, 'regimen'),
     rows: optionalRows(data),
-    warnings: optionalStrings(data, 'warnings')
+    warnings: optionalStrings(data, 'warnings'),
+    value_text: optionalString(data, 'value_text'),
+    error_text: optionalString(data, 'error_text'),
+    value_label: optionalString(data, 'value_label')
   };
 }
 
