@@ -119,7 +119,8 @@ class KoopnbMagics(Magics):
     @argument("--regimen", default=None, help='the doses of (times, values) data, e.g. "320 mg po q24h x3"')
     @argument("--id", default=None, help="fit this subject of a table alone (individual fit)")
     @argument("--steps", type=_at_least(1), default=2000, help="emcee steps per walker (default 2000)")
-    @argument("--walkers", type=_at_least(1), default=None, help="emcee walkers (default max(32, 4 per parameter))")
+    @argument("--walkers", type=_at_least(1), default=None,
+              help="emcee walkers (default max(32, 4 per parameter) for one patient, max(16, 2k+2) for a population)")
     @argument("--seed", type=_at_least(0), default=None, help="random seed (an integer >= 0) for reproducible draws")
     @argument("--covariate", action="append", default=[], metavar="NAME=VALUE",
               help="a covariate value of the patient (repeat); overrides the table's")
