@@ -107,11 +107,12 @@ def _is_client(client) -> bool:
 
 @contextmanager
 def _local_client():
-    """A LocalCluster of single-threaded worker processes on 127.0.0.1, one per core, for one call."""
+    """A LocalCluster of single-threaded worker processes on 127.0.0.1, one per core, for one call (its dashboard
+    on a free port: the default 8787 may be taken, and dask then prints a warning into the notebook)."""
     from distributed import Client, LocalCluster
 
     with local_cluster_config(), LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                            host="127.0.0.1", dashboard_address=None) as cluster, \
+                                            host="127.0.0.1", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         yield client
 
