@@ -111,8 +111,8 @@ def main() -> None:
     (ROOT / "results" / "foce.md").write_text(
         "# benchmarks/foce.py\n\nOutput of `nice -n -20 python benchmarks/foce.py` on the project's shared 2-core "
         f"machine ({time.strftime('%Y-%m-%d %H:%M')} UTC; load average 1/5/15 min before "
-        f"{'/'.join(f'{v:.1f}' for v in load_before)}, after {'/'.join(f'{v:.1f}' for v in os.getloadavg())}: other "
-        "engineers' jobs ran alongside).\n\n```\n{text}\n```\n")
+        f"{'/'.join(f'{v:.1f}' for v in load_before)}, after {'/'.join(f'{v:.1f}' for v in os.getloadavg())}: "
+        f"on 2 cores, so other jobs may have run alongside).\n\n```\n{text}\n```\n")
 
 
 if __name__ == "__main__":
