@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 from scipy.special import ndtr
+from shared_models import MICHAELIS_MENTEN, THEOPHYLLINE
 
 import koopnb as kn
 from koopnb.cards import dose_html, dose_text, percent
@@ -21,16 +22,6 @@ from koopnb.errors import KoopnbError
 DOSE_OVER_CL = "CL = 2.8 [L/h] ~ 0.3\nd/dt(central) = 0\nc = central/CL\ndose central"
 """No elimination: after doses D1, D2, ... c(t) = (D1 + D2 + ... given by t)/CL exactly."""
 OMEGA, CL = 0.3, 2.8
-
-THEOPHYLLINE = """
-ka = 1.5  [1/h] ~ 0.6
-CL = 2.8  [L/h] ~ 27%
-V  = 31.5 [L]   ~ 0.15
-d/dt(depot)   = -ka*depot
-d/dt(central) =  ka*depot - CL/V*central
-conc = central / V
-dose depot
-"""
 
 
 def above(total, level):
@@ -299,18 +290,6 @@ def test_the_current_regimen_beside_the_ranking_and_why_a_better_one_is_not_offe
                                 current=(1100, 12), constraints=kn.Constraints(max_dose=1000))
     assert table.attrs["note"].startswith("the current 1100 mg every 12 h is not allowed: a single dose of 1100 mg "
                                           "is above the maximum of 1000 mg; the best allowed regimen, ")
-
-
-MICHAELIS_MENTEN = """
-ka   = 1.0 [1/h]
-Vmax = 60  [mg/h] ~ 0.25
-Km   = 8   [mg/L] ~ 0.3
-V    = 40  [L]
-d/dt(depot)   = -ka*depot
-d/dt(central) =  ka*depot - Vmax*(central/V)/(Km + central/V)
-conc = central / V
-dose depot
-"""
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from pharmpy_testdata import pheno_run
 from scipy.stats import multivariate_normal
+from shared_models import CORRELATED
 
 import koopnb as kn
 from koopnb.errors import FitError
@@ -228,16 +229,6 @@ level ~ additive(0.3)
     assert ofv[0] == pytest.approx(exact, abs=1e-6)
 
 
-CORRELATED_MODEL = """
-B = 2.0 ~ 0.4
-C = 1.5 ~ 0.3
-corr(B, C) = 0.5
-d/dt(x) = 1
-level = 10 + log(B) + x * log(C)
-level ~ additive(0.3)
-"""
-
-
 def correlated_data():
     """40 subjects of the model linear in η with correlated IIV (Ω = [[0.16, 0.06], [0.06, 0.09]]), the exact
     −2 log-likelihood minus n log 2π of each subject's Gaussian marginal, and the pieces of that marginal."""
@@ -263,7 +254,7 @@ def test_focei_objective_is_exact_with_correlated_random_effects():
     """A block Ω (``corr``): level = 10 + log B + t·log C with correlated IIV on B and C is linear in η, so the
     OFV is −2 log N(y; μ, GΩGᵀ + a²I) − n log 2π with G = [1, t] — and the ML fit, started from
     ``corr(B, C) = 0``, estimates the covariance (the data were drawn with correlation 0.5)."""
-    model = kn.parse_model(CORRELATED_MODEL)
+    model = kn.parse_model(CORRELATED)
     data, exact, mean, covariance = correlated_data()
     objective = FoceObjective(model, all_subjects(model, data, None, "level"), "level")
     ofv, _ = objective(objective.scales.start[None])
@@ -286,7 +277,7 @@ def test_emcee_marginal_honours_correlated_iiv():
     the exact Gaussian marginal (the model is linear in η); with the correlation set to 0 it is far off."""
     from koopnb.inference.population import PopulationProblem
 
-    model = kn.parse_model(CORRELATED_MODEL)
+    model = kn.parse_model(CORRELATED)
     data, exact, _, _ = correlated_data()
     problem = PopulationProblem(model, all_subjects(model, data, None, "level"), "level", {})
     assert problem.names == ["B", "C", "omega_B", "omega_C", "corr_B_C", "level.additive"]

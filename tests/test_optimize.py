@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from scipy.special import ndtr
+from shared_models import MICHAELIS_MENTEN
 
 import koopnb as kn
 from koopnb.errors import KoopnbError
@@ -46,18 +47,6 @@ d/dt(central)    = -CL/Vc*central - Q/Vc*central + Q/Vp*peripheral
 d/dt(peripheral) =  Q/Vc*central - Q/Vp*peripheral
 conc = central / Vc
 dose central
-"""
-
-# Illustrative saturable elimination (not from a publication): AUC is not proportional to the dose.
-MICHAELIS_MENTEN = """
-ka   = 1.0 [1/h]
-Vmax = 60  [mg/h] ~ 0.25
-Km   = 8   [mg/L] ~ 0.3
-V    = 40  [L]
-d/dt(depot)   = -ka*depot
-d/dt(central) =  ka*depot - Vmax*(central/V)/(Km + central/V)
-conc = central / V
-dose depot
 """
 
 ONE_BOLUS = kn.Regimen([kn.Dose(100.0)])

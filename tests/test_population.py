@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from shared_models import CORRELATED
 
 import koopnb as kn
 from koopnb.errors import FitError
@@ -123,16 +124,6 @@ def test_population_errors_are_one_sentence(model):
     no_iiv = kn.parse_model(MODEL.replace("~ 0.6", "").replace("~ 0.3", "").replace("~ 0.1", ""))
     with pytest.raises(FitError, match="no parameter with IIV"):
         fit_population(no_iiv, kn.datasets.theophylline(), steps=20, progress=False)
-
-
-CORRELATED = """
-B = 2.0 ~ 0.4
-C = 1.5 ~ 0.3
-corr(B, C) = 0.5
-d/dt(x) = 1
-level = 10 + log(B) + x * log(C)
-level ~ additive(0.3)
-"""
 
 
 def test_default_priors_in_closed_form_equal_koopnbs_distributions():
