@@ -42,7 +42,11 @@ class MonotoneLines:
         self.positive = bool(np.all(values > 0))
         self.s = s
         self.h = np.log(values) if self.positive else values
-        self.slopes = PchipInterpolator(s, self.h, axis=1)(s, nu=1)
+        # PCHIP's slope at a node is the weighted harmonic mean of its neighbouring secants; a secant of
+        # denormal size (a line that is flat but for rounding) overflows 1/secant to inf, whose harmonic mean
+        # is the right limit, a slope of 0.  Only that overflow is silenced.
+        with np.errstate(over="ignore"):
+            self.slopes = PchipInterpolator(s, self.h, axis=1)(s, nu=1)
 
     def crossing(self, levels: np.ndarray) -> np.ndarray:
         """(len(levels), rows) s where the interpolant equals each level along each row; ±inf where the row
