@@ -33,3 +33,20 @@ level = 10 + log(B) + x * log(C)
 level ~ additive(0.3)
 """
 """Linear in η with a block Ω (``corr``): level = 10 + log B + t·log C, so the Laplace marginal is exact."""
+
+VANCOMYCIN_WEIGHT = """
+covariate CRCL = 120 [mL/min]       # Goti et al., Ther Drug Monit 2018;40:212-221, Table 2
+covariate WT = 70 [kg]
+TVCL = 4.5  [L/h] ~ 39.8%
+TVVc = 58.4 [L]   ~ 81.6%
+Vp   = 38.4 [L]   ~ 57.1%
+Q    = 6.5  [L/h]
+CL   = TVCL * (CRCL/120)^0.8
+Vc   = TVVc * WT/70
+d/dt(central)    = -CL/Vc*central - Q/Vc*central + Q/Vp*peripheral
+d/dt(peripheral) =  Q/Vc*central - Q/Vp*peripheral
+conc = central / Vc
+conc ~ combined(3.4, 0.227)
+dose central
+"""
+"""The vancomycin model of benchmarks/scale.py (notebook 04's, with the paper's weight effect on the central volume)."""

@@ -38,9 +38,14 @@ def monte_carlo(f: Callable, sample: Callable[[int, np.random.Generator], dict],
 
 def randomized_qmc(f: Callable, from_cube: Callable, dim: int, rtol: float, atol: float, seed,
                    replicates: int = 16, start_log2: int = 6, max_nodes: int = 1_000_000,
-                   counter: Callable[[], int] = lambda: 0) -> Outcome:
+                   counter: Callable[[], int] = lambda: 0, indicator: bool = False) -> Outcome:
     """Scrambled Sobol' points (Owen 1997), ``replicates`` independent scramblings of 2^m points each,
-    doubling m until the standard error over replicates meets the tolerance."""
+    doubling m until the standard error over replicates meets the tolerance.
+
+    ``indicator``: f takes the values 0 and 1 only (a window).  Then replicates that all saw the event never
+    (or always) are no evidence of accuracy — a rare event may simply not have been hit yet — and the error is
+    the rule of three, 3 / (points so far), instead of their zero spread.
+    """
     rng = np.random.default_rng(seed)
     engines = [qmc.Sobol(dim, scramble=True, seed=rng) for _ in range(replicates)]
     sums, count, history = None, 0, []
@@ -54,6 +59,8 @@ def randomized_qmc(f: Callable, from_cube: Callable, dim: int, rtol: float, atol
         means = sums / count
         value = means.mean(axis=0)
         error = means.std(axis=0, ddof=1) / np.sqrt(replicates)
+        if indicator:
+            error = np.where(error == 0, 3.0 / (count * replicates), error)
         history.append((counter(), value, error))
         if within(value, error, rtol, atol):
             return Outcome(value, error, True, f"randomised QMC, {replicates} x 2^{m} scrambled Sobol' points",
