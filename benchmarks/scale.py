@@ -1,7 +1,7 @@
 """Many patients on Dask: a ward's cohort run and a dosing nomogram, serial vs LocalCluster (1 and 2 workers).
 
     nice -n -20 .venv/bin/python benchmarks/scale.py [--patients 1000] [--steps 2000] [--subset 100]
-                                                     [--strata 20x20]
+                                                     [--strata 20x20] [--strata-subset N] [--jobs cohort,nomogram]
 
 Problem: the vancomycin model of Goti et al. (Ther Drug Monit 2018;40:212-221, Table 2; notebook 04), target
 AUC(120, 144) in 400..600 mg·h/L and the trough at 144 h below 20 mg/L, three candidate regimens.
@@ -20,8 +20,9 @@ processes (2 and 1 workers, configured as ``client=None`` configures them) and, 
 ``client=None``, on a LocalCluster of 2 threads in one process.  Cluster start-up is timed separately, and the
 CPU time of every process of a run is measured besides the wall time (the machine is shared).  With
 ``--subset`` the cohort's 1-worker and 2-thread runs do the first patients only (to fit the time on two shared
-cores).  Every cluster table is checked equal to the serial one.  Speed-up = serial / cluster time;
-efficiency = speed-up / workers.
+cores), with ``--strata-subset`` the nomogram's.  ``--jobs`` picks the job sets; one alone writes
+``scale_<job>.md`` instead of ``scale.md``.  Every cluster table is checked equal to the serial one.
+Speed-up = serial / cluster time; efficiency = speed-up / workers.
 
 Cost model (a projection, not a measurement): time ≈ (serial time per job + the extra CPU per job of the
 2-worker run) × jobs / workers; it predicts 10^5 patients on 100 workers (and, when the grid is reduced, the
@@ -96,7 +97,14 @@ def main() -> None:
     options.add_argument("--subset", type=int, default=100,
                          help="patients of the cohort's 1-worker and 2-thread runs (the first ones)")
     options.add_argument("--strata", default="20x20", help="weights x CrCL values, e.g. 100x100")
+    options.add_argument("--strata-subset", type=int, default=None,
+                         help="strata of the nomogram's 1-worker and 2-thread runs (the first ones)")
+    options.add_argument("--jobs", default="cohort,nomogram", help="job sets to run: cohort, nomogram or both")
     args = options.parse_args()
+    jobs = args.jobs.split(",")
+    if not set(jobs) <= {"cohort", "nomogram"}:
+        options.error(f"--jobs takes cohort and/or nomogram, not {args.jobs}")
+    name = "scale.md" if len(jobs) == 2 else f"scale_{jobs[0]}.md"
     load_before = os.getloadavg()
     model = kn.parse_model(VANCOMYCIN, name="vancomycin")
     ward = kn.simulate_ward(model, args.patients, "1000 mg iv over 1 h q12h x4", [2.0, 35.5],
@@ -104,8 +112,12 @@ def main() -> None:
     n_weights, n_crcl = (int(part) for part in args.strata.split("x"))
     grid = {"WT": np.linspace(40, 150, n_weights), "CRCL": np.linspace(10, 150, n_crcl)}
 
-    def run_nomogram(client, _=None):
-        return kn.nomogram(model, TARGET, grid, REGIMENS, client=client, progress=False)
+    def run_nomogram(client, strata=None):
+        if strata is None:
+            return kn.nomogram(model, TARGET, grid, REGIMENS, client=client, progress=False)
+        rows = -(-strata // n_crcl)  # the first weights, every CrCL: the first strata of the full run
+        return kn.nomogram(model, TARGET, {"WT": grid["WT"][:rows], "CRCL": grid["CRCL"]}, REGIMENS,
+                           client=client, progress=False)
 
     def run_cohort(client, patients=None):
         rows = ward if patients is None else ward[ward.ID <= patients]
@@ -115,18 +127,21 @@ def main() -> None:
                              progress=False)
 
     overheads = worker_overheads(model)
-    runs, cohort_table = measure("cohort", run_cohort, args.patients, min(args.subset, args.patients))
-    # Written now too, so the cohort's table is kept should the nomogram not finish.
-    write(report(runs, args, cohort_table, overheads, load_before, os.getloadavg()))
-    runs += measure("nomogram", run_nomogram, n_weights * n_crcl, None)[0]
+    runs, cohort_table = [], None
+    if "cohort" in jobs:
+        runs, cohort_table = measure("cohort", run_cohort, args.patients, min(args.subset, args.patients))
+        # Written now too, so the cohort's table is kept should the nomogram not finish.
+        write(report(runs, args, cohort_table, overheads, load_before, os.getloadavg()), name)
+    if "nomogram" in jobs:
+        runs += measure("nomogram", run_nomogram, n_weights * n_crcl, args.strata_subset)[0]
     text = report(runs, args, cohort_table, overheads, load_before, os.getloadavg())
     print(text)
-    write(text)
+    write(text, name)
 
 
-def write(text: str) -> None:
+def write(text: str, name: str) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scale.md").write_text(text + "\n")
+    (RESULTS / name).write_text(text + "\n")
 
 
 def measure(job: str, run, n_jobs: int, subset: int | None) -> tuple[list[Run], pd.DataFrame]:
@@ -195,18 +210,26 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def report(runs: list[Run], args, cohort: pd.DataFrame, overheads: list[str], load_before, load_after) -> str:
     n_weights, n_crcl = (int(part) for part in args.strata.split("x"))
-    statuses = ", ".join(f"{count} {status}" for status, count in cohort.status.value_counts().items())
     reduced = (n_weights, n_crcl) != FULL_GRID
+    ran = {r.job for r in runs}
+    parts = []
+    if cohort is not None:
+        statuses = ", ".join(f"{count} {status}" for status, count in cohort.status.value_counts().items())
+        parts.append(f"Cohort: {args.patients} simulated vancomycin patients, {args.steps} emcee steps each"
+                     f"{' (the default)' if args.steps == 2000 else ''}, the current regimen and 3 candidates; rows: "
+                     f"{statuses}. The cohort's 1-worker and 2-thread runs do the first "
+                     f"{min(args.subset, args.patients)} patients only.")
+    if "nomogram" in ran:
+        parts.append(f"Nomogram: {args.strata} strata (weight 40–150 kg × CrCL 10–150 mL/min), 3 candidates in each"
+                     + (f" — reduced from 100x100, which would take about "
+                        f"{FULL_GRID[0] * FULL_GRID[1] / (n_weights * n_crcl):.0f}× as long (projected below)."
+                        if reduced else ".")
+                     + (f" Its 1-worker and 2-thread runs do the first {args.strata_subset} strata only."
+                        if args.strata_subset else ""))
+    parts.append("A run on part of the jobs is compared with the serial run's own time for those jobs (the sum of "
+                 "their rows' times). Every cluster table equals the serial one (checked).")
     lines = [
-        f"Cohort: {args.patients} simulated vancomycin patients, {args.steps} emcee steps each"
-        f"{' (the default)' if args.steps == 2000 else ''}, "
-        f"the current regimen and 3 candidates; rows: {statuses}. Nomogram: {args.strata} strata (weight 40–150 kg "
-        f"× CrCL 10–150 mL/min), 3 candidates in each"
-        + (f" — reduced from 100x100, which would take about {FULL_GRID[0] * FULL_GRID[1] / (n_weights * n_crcl):.0f}"
-           "× as long (projected below)." if reduced else ".")
-        + f" The cohort's 1-worker and 2-thread runs do the first {min(args.subset, args.patients)} patients only; "
-        "their speed-up is against the serial run's own time for those patients (the sum of their rows' times). "
-        "Every cluster table equals the serial one (checked).",
+        " ".join(parts),
         "",
         f"Machine: {os.cpu_count()} cores shared with other engineers' work; run with `nice -n -20`; load average "
         f"(uptime) {', '.join(f'{x:.2f}' for x in load_before)} at the start and "

@@ -2,10 +2,10 @@
 error, never certified by a rule that did not see it (adaptive cubature once reported 0 ± 1e-18 here)."""
 
 import numpy as np
+from shared_models import VANCOMYCIN_WEIGHT
 
 import koopnb as kn
 from koopnb.expectation.sampling import randomized_qmc
-from shared_models import VANCOMYCIN_WEIGHT
 
 # A trough that first rises and then falls with the central volume, together with an AUC window, in a patient of
 # 150 kg with a CrCL of 10 mL/min: no direction keeps both metrics monotone.
