@@ -41,8 +41,9 @@ def expectation(g, model, regimen, dist: Distribution, method: str = "koopman", 
     up to 6 dimensions, Smolyak sparse grids up to 12, randomised QMC beyond — Gauss–Hermite for normal and
     log-normal parameters, Gauss–Legendre for Uniform and the Gauss rule of the truncated normal weight for
     TruncatedNormal ones, in parameter space; adaptive cubature in the unit cube for a Joint with an
-    Empirical member; pre-integration for windows).  Refinement stops when the error
-    estimate is within max(atol, rtol·|value|), or reports ``converged=False`` when ``max_nodes``
+    Empirical member; pre-integration for windows, and randomised QMC with a fixed seed — a statistical
+    estimate, said in the result's warnings — for a window no direction makes monotone).  Refinement stops when
+    the error estimate is within max(atol, rtol·|value|), or reports ``converged=False`` when ``max_nodes``
     (nodes held at once) would be exceeded.  ``method="montecarlo"`` draws ``n`` parameter sets with
     ``seed`` and reports the standard error; ``method="qmc"`` uses scrambled Sobol' points.  Whatever the
     method, ``converged`` is True only when the reported error estimate is within max(atol, rtol·|value|).
