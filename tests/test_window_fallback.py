@@ -41,3 +41,12 @@ def test_an_indicator_no_point_has_hit_gets_the_rule_of_three():
     assert not unconverged.converged and unconverged.error[0] == 3 / (16 * 2**9)
     constant = randomized_qmc(never, lambda u: u, 2, rtol=0, atol=1e-3, seed=1)  # a smooth zero: exactly 0
     assert constant.error[0] == 0 and constant.converged
+
+
+def test_a_nomogram_row_says_its_probability_is_a_sampled_estimate():
+    model = kn.parse_model(VANCOMYCIN_WEIGHT, name="vancomycin")
+    table = kn.nomogram(model, TARGET, {"WT": [150.0], "CRCL": [10.0]}, {"1000 mg q12h": REGIMEN}, client="serial",
+                        progress=False)
+    row = table.iloc[0]
+    assert row.status == "warning" and row.converged
+    assert row.message.startswith("1000 mg q12h: ") and "randomised QMC" in row.message

@@ -23,9 +23,12 @@ through it, or one job's warnings would land in another's row (give workers one 
 
 
 def outcome(notes: list[str], results: Mapping[str, ExpectationResult] | None = None) -> dict[str, str]:
-    """A computed row's status and message: ``warning`` with the notes (and the labels of ``results`` that did
-    not converge to the tolerance) when there are any, else ``ok``."""
-    unresolved = [label for label, result in (results or {}).items() if not result.converged]
+    """A computed row's status and message: ``warning`` with the notes, each result's own warnings (e.g. that a
+    probability is a randomised-QMC estimate) after its label, and the labels of ``results`` that did not
+    converge to the tolerance, when there are any; else ``ok``."""
+    results = results or {}
+    unresolved = [label for label, result in results.items() if not result.converged]
+    notes = notes + [f"{label}: {warning}" for label, result in results.items() for warning in result.warnings]
     notes = notes + ([f"not converged to the tolerance: {', '.join(unresolved)}"] if unresolved else [])
     return {"status": WARNING if notes else OK, "message": "; ".join(notes)}
 
