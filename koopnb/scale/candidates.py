@@ -28,9 +28,14 @@ def outcome(notes: list[str], results: Mapping[str, ExpectationResult] | None = 
     converge to the tolerance, when there are any; else ``ok``."""
     results = results or {}
     unresolved = [label for label, result in results.items() if not result.converged]
-    notes = notes + [f"{label}: {warning}" for label, result in results.items() for warning in result.warnings]
+    notes = notes + warnings_of(results)
     notes = notes + ([f"not converged to the tolerance: {', '.join(unresolved)}"] if unresolved else [])
     return {"status": WARNING if notes else OK, "message": "; ".join(notes)}
+
+
+def warnings_of(results: Mapping[str, ExpectationResult]) -> list[str]:
+    """Each result's own warnings (e.g. that a probability is a randomised-QMC estimate), after its label."""
+    return [f"{label}: {warning}" for label, result in results.items() for warning in result.warnings]
 
 
 def failure(error: Exception) -> dict[str, str]:

@@ -23,6 +23,7 @@ from koopnb.scale.candidates import (
     outcome,
     target_horizon,
     warnings_in_row,
+    warnings_of,
 )
 from koopnb.scale.execution import checked_seed, run_jobs, subject_seed
 
@@ -48,11 +49,12 @@ def cohort(model, data, target, bounds: tuple[float, float] | None = None, step:
     Covariates come from the subject's rows; when they change over time the plan uses the latest values
     (the message says so).  Probabilities are Koopman expectations to ``rtol``/``atol`` with error estimates.
 
-    Returns a DataFrame: ID, status (``"ok"``, ``"warning"`` or ``"failed"``), message (fit warnings, or the
-    error that stopped this subject — the others go on), per sampled parameter its posterior median, 5% and
-    95% quantiles, current_regimen, current_P, current_error, regimen, dose (mg, first dose), P, error,
-    converged, n_evals (model evaluations of the probabilities and the dose search; the fit's are not
-    counted), time (s).  ``client`` as in :mod:`koopnb.scale.execution` (``"serial"``, None, a dask Client).
+    Returns a DataFrame: ID, status (``"ok"``, ``"warning"`` or ``"failed"``), message (fit warnings, the
+    probabilities' own warnings after their labels, or the error that stopped this subject — the others go
+    on), per sampled parameter its posterior median, 5% and 95% quantiles, current_regimen, current_P,
+    current_error, regimen, dose (mg, first dose), P, error, converged, n_evals (model evaluations of the
+    probabilities and the dose search; the fit's are not counted), time (s).  ``client`` as in
+    :mod:`koopnb.scale.execution` (``"serial"``, None, a dask Client).
     """
     target = checked_target(target)
     candidates = candidate_regimens(regimens) if regimens is not None else None
@@ -139,6 +141,7 @@ def _recommend(job: CohortJob, subject: SubjectRows) -> dict:
         now = probability(job.target, model, current, dist, **options)
         row.update(current_regimen=str(current), current_P=now.value, current_error=now.error)
         n_evals += now.n_evals
+        notes += warnings_of({"current regimen": now})
     if job.candidates is not None:
         results = {label: probability(job.target, model, regimen, dist, **options)
                    for label, regimen in job.candidates.items()}
@@ -147,6 +150,7 @@ def _recommend(job: CohortJob, subject: SubjectRows) -> dict:
         row.update(regimen=label, dose=job.candidates[label].doses[0].amount, P=best.value, error=best.error,
                    converged=best.converged)
         n_evals += sum(result.n_evals for result in results.values())
+        notes += warnings_of(results)
     else:
         if current is None:
             raise KoopnbError(f"subject {subject.id}: {note}, so there is no regimen to scale; give regimens=")

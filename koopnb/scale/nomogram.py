@@ -27,7 +27,8 @@ def nomogram(model, target, covariates: Mapping[str, Sequence[float]], regimens,
     regimen text, or a list).  Returns a DataFrame, one row per stratum (the first covariate varying slowest):
     the covariates, regimen (the best label), dose (its first amount), P, error, converged, decided (True
     when the best's P − error exceeds every other candidate's P + error), runner_up, runner_up_P, n_evals,
-    status, message, time (s).  ``client`` as in :mod:`koopnb.scale.execution`.
+    status, message (warnings, each probability's own after its candidate's label), time (s).  ``client`` as
+    in :mod:`koopnb.scale.execution`.
     """
     target = checked_target(target)
     candidates = candidate_regimens(regimens)
