@@ -208,6 +208,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
+def worker_cpu(runs: list[Run]) -> list[str]:
+    """What the 1-worker run measured: a job's CPU in one worker process against the serial run's (both include
+    what the run's other processes used per job)."""
+    lines = []
+    for job in dict.fromkeys(r.job for r in runs):
+        serial = next(r for r in runs if r.job == job and r.run.startswith("serial"))
+        one = next((r for r in runs if r.job == job and r.workers == 1 and "processes" in r.run), None)
+        if one is not None:
+            ratio = (one.cpu / one.jobs) / (serial.cpu / serial.jobs)
+            lines.append(f"- {job}: CPU per job {1000 * one.cpu / one.jobs:.0f} ms on one worker process against "
+                         f"{1000 * serial.cpu / serial.jobs:.0f} ms serially ({ratio:.2f}×): "
+                         "what a worker adds — scheduler, nanny, heartbeats, event loops, and any slowdown of the "
+                         "jobs themselves in a worker process.")
+    return lines
+
+
 def report(runs: list[Run], args, cohort: pd.DataFrame, overheads: list[str], load_before, load_after) -> str:
     n_weights, n_crcl = (int(part) for part in args.strata.split("x"))
     reduced = (n_weights, n_crcl) != FULL_GRID
@@ -247,10 +263,7 @@ def report(runs: list[Run], args, cohort: pd.DataFrame, overheads: list[str], lo
                      f"{speedup / r.workers:.0%} |")
     lines += ["", "Where a worker's time goes besides the jobs (measured in the same run):", "", *overheads,
               "- Jobs run with one BLAS thread in every run; tasks are batches of about 1 s (dask: about 1 ms each).",
-              "- A job's own CPU time does not grow in a worker; the extra CPU per job in the table above is the "
-              "scheduler, nannies, heartbeats and the workers' event loops, and the wall time of a 1-worker run "
-              "adds start-up, the pilot jobs run in this process to size the batches, and the waits of a shared "
-              "machine."]
+              *worker_cpu(runs)]
     lines += ["", "Cost model — a projection from these measurements, not a run: time ≈ (serial time per job + "
               "extra CPU per job on the cluster) × jobs / workers, plus cluster start-up. It assumes workers as fast "
               "as one core here, a scheduler that keeps up (about 1 ms per ~1 s task) and negligible shipping "
